@@ -1,0 +1,119 @@
+//! The Layer trait and the registry of layer types (Caffe's layer_factory).
+//!
+//! Layers live one per file, grouped as Caffe grouped its headers: `vision`
+//! (convolution, pooling, LRN, inner product), `neuron` (element-wise
+//! activations), `common` (softmax, concat, slice, reshape, ...), `loss` and
+//! `data`. Each group exports a `REGISTRY` slice; `create_layer` looks a type
+//! name up in all of them.
+//!
+//! Conventions every layer follows (they are Caffe's):
+//! - `backward` overwrites bottom diffs where `propagate_down[i]` is true and
+//!   *adds* into parameter diffs (the net zeroes them; `iter_size` relies on it).
+//! - A loss layer scales its gradient by `top[0].diff()[0]`, where the net puts
+//!   the top's loss weight before backward.
+//! - A layer used in place gets the same `SharedBlob` as bottom and top.
+use crema_proto::caffe::LayerParameter;
+
+use crate::blob::SharedBlob;
+use crate::error::{Error, Result};
+
+pub mod common;
+pub mod data;
+pub mod loss;
+pub mod neuron;
+pub mod vision;
+
+/// One layer of a net: Caffe's four verbs plus the facts the net needs.
+pub trait Layer {
+    /// The registered type name ("Convolution").
+    fn type_name(&self) -> &'static str;
+
+    /// Caffe's LayerSetUp: checks the parameters against the bottoms and
+    /// creates (and fills) the parameter blobs. Called once.
+    fn setup(&mut self, bottom: &[SharedBlob], top: &[SharedBlob]) -> Result<()>;
+
+    /// Shapes the tops (and internal buffers) from the bottoms; called before
+    /// every forward, since inputs may change size.
+    fn reshape(&mut self, bottom: &[SharedBlob], top: &[SharedBlob]) -> Result<()>;
+
+    /// Computes the tops from the bottoms.
+    fn forward(&mut self, bottom: &[SharedBlob], top: &[SharedBlob]) -> Result<()>;
+
+    /// Computes bottom diffs (where `propagate_down`) and accumulates parameter
+    /// diffs from the top diffs.
+    fn backward(&mut self, top: &[SharedBlob], propagate_down: &[bool], bottom: &[SharedBlob]) -> Result<()>;
+
+    /// The learnable parameter blobs, in Caffe's order (weights, then bias).
+    fn blobs(&self) -> &[SharedBlob] {
+        &[]
+    }
+    /// Mutable access to the parameter list, so the net can share a blob between
+    /// layers (ParamSpec names) by putting the owner's handle in place.
+    fn blobs_mut(&mut self) -> Option<&mut Vec<SharedBlob>> {
+        None
+    }
+
+    /// Bottom/top count rules, checked by the net with Caffe's messages.
+    fn exact_num_bottom_blobs(&self) -> Option<usize> {
+        None
+    }
+    fn min_bottom_blobs(&self) -> Option<usize> {
+        None
+    }
+    fn max_bottom_blobs(&self) -> Option<usize> {
+        None
+    }
+    fn exact_num_top_blobs(&self) -> Option<usize> {
+        None
+    }
+    fn min_top_blobs(&self) -> Option<usize> {
+        None
+    }
+    fn max_top_blobs(&self) -> Option<usize> {
+        None
+    }
+    fn equal_num_bottom_top_blobs(&self) -> bool {
+        false
+    }
+    /// Whether the net should create anonymous tops up to the minimum count.
+    fn auto_top_blobs(&self) -> bool {
+        false
+    }
+    /// Whether force_backward may make this layer propagate to bottom `i`
+    /// (false for labels of loss layers, for example).
+    fn allow_force_backward(&self, _bottom_index: usize) -> bool {
+        true
+    }
+    /// Loss weight of top `i` when the prototxt gives none: 1 for a loss
+    /// layer's first top, 0 otherwise.
+    fn default_loss_weight(&self, _top_index: usize) -> f32 {
+        0.0
+    }
+}
+
+/// Builds a layer from its parameters.
+pub type LayerCtor = fn(&LayerParameter) -> Result<Box<dyn Layer>>;
+
+fn all_groups() -> [&'static [(&'static str, LayerCtor)]; 5] {
+    [vision::REGISTRY, neuron::REGISTRY, common::REGISTRY, loss::REGISTRY, data::REGISTRY]
+}
+
+/// Creates a layer by its type string; an unknown type lists the known ones.
+pub fn create_layer(param: &LayerParameter) -> Result<Box<dyn Layer>> {
+    for group in all_groups() {
+        if let Some((_, ctor)) = group.iter().find(|(name, _)| *name == param.type_()) {
+            return ctor(param);
+        }
+    }
+    Err(Error::layer(
+        param,
+        format!("unknown layer type \"{}\" (known types: {})", param.type_(), layer_type_list().join(", ")),
+    ))
+}
+
+/// Every registered type name, sorted (pycaffe's `layer_type_list`).
+pub fn layer_type_list() -> Vec<&'static str> {
+    let mut v: Vec<&str> = all_groups().iter().flat_map(|g| g.iter().map(|(n, _)| *n)).collect();
+    v.sort_unstable();
+    v
+}
