@@ -5,6 +5,7 @@ pub mod blob;
 pub mod error;
 pub mod gradient_check;
 pub mod layers;
+pub mod logging;
 pub mod rng;
 
 pub use blob::{Blob, SharedBlob};
