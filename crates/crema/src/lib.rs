@@ -1,14 +1,17 @@
 //! crema: Caffe rebuilt in Rust — Blob, Layer, Net, Solver, configured by
 //! Caffe's own files.
 
+pub mod backend;
 pub mod blob;
 pub mod error;
 pub mod gradient_check;
 pub mod layers;
 pub mod logging;
+pub mod net;
 pub mod rng;
 
 pub use blob::{Blob, SharedBlob};
 pub use crema_proto as proto;
 pub use error::{Error, Result};
 pub use layers::{create_layer, layer_type_list, Layer};
+pub use net::Net;

@@ -1,0 +1,351 @@
+//! Matrix products with the semantics of Caffe's `caffe_cpu_gemm` and
+//! `caffe_cpu_gemv`: row-major, optional transposes, `C = alpha·op(A)·op(B) +
+//! beta·C`, and `beta == 0` overwrites C (NaN or garbage in C is ignored).
+//!
+//! The packed kernel is `matrixmultiply` (AVX2/FMA microkernels, single
+//! threaded); we split large products into column or row blocks over the rayon
+//! pool ourselves, so there is one pool for all math and a product called from
+//! inside a batch-parallel loop stays on its thread. Vector-shaped products
+//! (M or N equal to 1) go to `sgemv`, which packing would only slow down.
+use rayon::prelude::*;
+
+use super::vecops::{axpy, dot, scal};
+
+/// Whether an operand is used as stored or transposed (CblasNoTrans/CblasTrans).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transpose {
+    No,
+    Yes,
+}
+
+/// Below this many multiply-adds a product runs on one thread: splitting costs
+/// more than it saves.
+const PARALLEL_MIN_FLOPS: usize = 1 << 21;
+/// Blocks split along N keep this multiple of columns so each block still fills
+/// whole microkernel tiles.
+const COLUMN_GRAIN: usize = 16;
+
+/// Row-major `C[M×N] = alpha·op(A)·op(B) + beta·C`, where op(A) is M×K and
+/// op(B) is K×N; A is stored M×K (or K×M when transposed), B K×N (or N×K).
+///
+/// Panics if a slice is shorter than its shape needs (a bug in the caller, not
+/// user input).
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm(
+    trans_a: Transpose,
+    trans_b: Transpose,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: &[f32],
+    b: &[f32],
+    beta: f32,
+    c: &mut [f32],
+) {
+    assert!(
+        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+        "sgemm: operand shorter than {m}x{n}x{k}"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    let c = &mut c[..m * n];
+    if k == 0 || alpha == 0.0 {
+        scale_c(beta, c);
+        return;
+    }
+    if n == 1 {
+        // op(A)·b; b is K contiguous values whether or not it is "transposed".
+        let (rows, cols, t) = match trans_a {
+            Transpose::No => (m, k, Transpose::No),
+            Transpose::Yes => (k, m, Transpose::Yes),
+        };
+        return sgemv(t, rows, cols, alpha, &a[..m * k], &b[..k], beta, c);
+    }
+    if m == 1 {
+        // a·op(B) = op(B)ᵀ·a.
+        let (rows, cols, t) = match trans_b {
+            Transpose::No => (k, n, Transpose::Yes),
+            Transpose::Yes => (n, k, Transpose::No),
+        };
+        return sgemv(t, rows, cols, alpha, &b[..k * n], &a[..k], beta, c);
+    }
+    // Strides of op(A) and op(B) as row-major views.
+    let (rsa, csa) = match trans_a {
+        Transpose::No => (k as isize, 1),
+        Transpose::Yes => (1, m as isize),
+    };
+    let (rsb, csb) = match trans_b {
+        Transpose::No => (n as isize, 1),
+        Transpose::Yes => (1, k as isize),
+    };
+    let threads = rayon::current_num_threads();
+    let parallel =
+        threads > 1 && rayon::current_thread_index().is_none() && m * n * k >= PARALLEL_MIN_FLOPS;
+    let a_ptr = SendPtr(a.as_ptr() as *mut f32);
+    let b_ptr = SendPtr(b.as_ptr() as *mut f32);
+    let c_ptr = SendPtr(c.as_mut_ptr());
+    // One block of C: rows r0..r0+mr, columns c0..c0+nc.
+    let block = move |r0: usize, mr: usize, c0: usize, nc: usize| {
+        // SAFETY: the shapes were checked against the slice lengths above, the
+        // offsets stay inside op(A)/op(B)/C, and the blocks handed to
+        // different threads cover disjoint parts of C, which no one else
+        // borrows while this function runs. A and B are only read.
+        unsafe {
+            matrixmultiply::sgemm(
+                mr,
+                k,
+                nc,
+                alpha,
+                a_ptr.get().offset(r0 as isize * rsa),
+                rsa,
+                csa,
+                b_ptr.get().offset(c0 as isize * csb),
+                rsb,
+                csb,
+                beta,
+                c_ptr.get().add(r0 * n + c0),
+                n as isize,
+                1,
+            )
+        }
+    };
+    if !parallel {
+        block(0, m, 0, n);
+    } else if n >= m && n >= threads * COLUMN_GRAIN {
+        let per = n.div_ceil(threads).div_ceil(COLUMN_GRAIN) * COLUMN_GRAIN;
+        (0..n.div_ceil(per)).into_par_iter().for_each(|i| {
+            let c0 = i * per;
+            block(0, m, c0, per.min(n - c0));
+        });
+    } else {
+        let per = m.div_ceil(threads);
+        (0..m.div_ceil(per)).into_par_iter().for_each(|i| {
+            let r0 = i * per;
+            block(r0, per.min(m - r0), 0, n);
+        });
+    }
+}
+
+/// `y = alpha·op(A)·x + beta·y` with A stored row-major as `rows × cols`
+/// (Caffe's `caffe_cpu_gemv(TransA, M=rows, N=cols, ...)`): op(A) = A takes x
+/// of length `cols`; op(A) = Aᵀ takes x of length `rows`.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemv(
+    trans: Transpose,
+    rows: usize,
+    cols: usize,
+    alpha: f32,
+    a: &[f32],
+    x: &[f32],
+    beta: f32,
+    y: &mut [f32],
+) {
+    let (xl, yl) = match trans {
+        Transpose::No => (cols, rows),
+        Transpose::Yes => (rows, cols),
+    };
+    assert!(
+        a.len() >= rows * cols && x.len() >= xl && y.len() >= yl,
+        "sgemv: operand shorter than {rows}x{cols}"
+    );
+    let (a, x, y) = (&a[..rows * cols], &x[..xl], &mut y[..yl]);
+    let parallel = rayon::current_num_threads() > 1
+        && rayon::current_thread_index().is_none()
+        && rows * cols >= PARALLEL_MIN_FLOPS;
+    match trans {
+        Transpose::No => {
+            let row = |(yi, ar): (&mut f32, &[f32])| {
+                let v = alpha * dot(ar, x);
+                *yi = if beta == 0.0 { v } else { v + beta * *yi };
+            };
+            if cols == 0 {
+                scale_c(beta, y);
+            } else if parallel {
+                y.par_iter_mut().zip(a.par_chunks(cols)).for_each(row);
+            } else {
+                y.iter_mut().zip(a.chunks(cols)).for_each(row);
+            }
+        }
+        Transpose::Yes => {
+            // Column j of the result reads column j of A: give each thread a
+            // band of columns and let it sweep all rows (axpy per row).
+            let band = |c0: usize, yb: &mut [f32]| {
+                scale_c(beta, yb);
+                for (i, &xi) in x.iter().enumerate() {
+                    let start = i * cols + c0;
+                    axpy(alpha * xi, &a[start..start + yb.len()], yb);
+                }
+            };
+            if parallel && cols >= 2 * COLUMN_GRAIN {
+                let per = cols
+                    .div_ceil(rayon::current_num_threads())
+                    .div_ceil(COLUMN_GRAIN)
+                    * COLUMN_GRAIN;
+                y.par_chunks_mut(per)
+                    .enumerate()
+                    .for_each(|(i, yb)| band(i * per, yb));
+            } else {
+                band(0, y);
+            }
+        }
+    }
+}
+
+/// C = beta·C, where beta == 0 clears C even if it holds NaN (BLAS semantics).
+fn scale_c(beta: f32, c: &mut [f32]) {
+    if beta == 0.0 {
+        c.fill(0.0);
+    } else if beta != 1.0 {
+        scal(beta, c);
+    }
+}
+
+/// A raw pointer that may cross to rayon workers; see the SAFETY note in
+/// `sgemm` for why sharing it is sound there.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: only used by `sgemm`, whose threads write disjoint blocks of C and
+// only read A and B.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    /// Taking the pointer through a method makes closures capture the whole
+    /// wrapper (edition 2021 would otherwise capture the bare field).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// The textbook triple loop, in f64, as the reference.
+    #[allow(clippy::too_many_arguments)]
+    fn naive(
+        ta: Transpose,
+        tb: Transpose,
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f32,
+        a: &[f32],
+        b: &[f32],
+        beta: f32,
+        c: &[f32],
+    ) -> Vec<f32> {
+        let mut out = vec![0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0f64;
+                for p in 0..k {
+                    let av = if ta == Transpose::No {
+                        a[i * k + p]
+                    } else {
+                        a[p * m + i]
+                    };
+                    let bv = if tb == Transpose::No {
+                        b[p * n + j]
+                    } else {
+                        b[j * k + p]
+                    };
+                    s += av as f64 * bv as f64;
+                }
+                let prev = if beta == 0.0 {
+                    0.0
+                } else {
+                    beta as f64 * c[i * n + j] as f64
+                };
+                out[i * n + j] = (alpha as f64 * s + prev) as f32;
+            }
+        }
+        out
+    }
+
+    fn random(len: usize, seed: u64) -> Vec<f32> {
+        let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        (0..len).map(|_| r.gen_range(-1.0..1.0)).collect()
+    }
+
+    fn check(m: usize, n: usize, k: usize, alpha: f32, beta: f32) {
+        for ta in [Transpose::No, Transpose::Yes] {
+            for tb in [Transpose::No, Transpose::Yes] {
+                let a = random(m * k, 1);
+                let b = random(k * n, 2);
+                let c0 = random(m * n, 3);
+                let want = naive(ta, tb, m, n, k, alpha, &a, &b, beta, &c0);
+                let mut c = c0.clone();
+                sgemm(ta, tb, m, n, k, alpha, &a, &b, beta, &mut c);
+                for (i, (g, w)) in c.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - w).abs() <= 1e-4 * (1.0 + k as f32).sqrt(),
+                        "{ta:?}{tb:?} {m}x{n}x{k} [{i}]: {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gemm_matches_naive_product_for_all_transposes() {
+        check(3, 5, 4, 1.0, 0.0);
+        check(7, 1, 9, 0.5, 2.0); // gemv path, N = 1
+        check(1, 8, 6, -1.5, 1.0); // gemv path, M = 1
+        check(1, 1, 5, 1.0, 0.5);
+        check(33, 17, 65, 2.0, -0.5);
+    }
+
+    #[test]
+    fn gemm_splits_large_products_across_threads_and_stays_exact() {
+        check(64, 300, 120, 1.0, 1.0); // split along N
+        check(300, 40, 200, 1.0, 0.0); // split along M
+    }
+
+    #[test]
+    fn beta_zero_ignores_nan_in_c_and_k_zero_scales_c() {
+        let a = [1.0, 2.0, 3.0, 4.0];
+        let b = [1.0, 0.0, 0.0, 1.0];
+        let mut c = [f32::NAN; 4];
+        sgemm(
+            Transpose::No,
+            Transpose::No,
+            2,
+            2,
+            2,
+            1.0,
+            &a,
+            &b,
+            0.0,
+            &mut c,
+        );
+        assert_eq!(c, [1.0, 2.0, 3.0, 4.0]);
+        sgemm(
+            Transpose::No,
+            Transpose::No,
+            2,
+            2,
+            0,
+            1.0,
+            &[],
+            &[],
+            3.0,
+            &mut c,
+        );
+        assert_eq!(c, [3.0, 6.0, 9.0, 12.0]);
+    }
+
+    #[test]
+    fn gemv_both_orientations_by_hand() {
+        // A = [[1,2,3],[4,5,6]]
+        let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let mut y = [1.0, 1.0];
+        sgemv(Transpose::No, 2, 3, 2.0, &a, &[1.0, 0.0, -1.0], 1.0, &mut y);
+        assert_eq!(y, [-3.0, -3.0]);
+        let mut y = [f32::NAN; 3];
+        sgemv(Transpose::Yes, 2, 3, 1.0, &a, &[1.0, 1.0], 0.0, &mut y);
+        assert_eq!(y, [5.0, 7.0, 9.0]);
+    }
+}

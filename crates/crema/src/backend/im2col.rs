@@ -1,0 +1,316 @@
+//! im2col / col2im: lay out every receptive field of an image as a column so
+//! convolution becomes one GEMM (Caffe's util/im2col).
+//!
+//! The column buffer is `[channels·∏kernel, ∏output]`, row-major: row
+//! `(c, k₀, k₁, ...)` holds, for every output position, the input value the
+//! kernel tap `(k₀, k₁, ...)` of channel `c` sees there, or 0 where it falls in
+//! the padding. `col2im` is the adjoint: it adds every column entry back onto
+//! the pixel it came from (the image must be zeroed by the caller's contract,
+//! which these functions honour by clearing it first).
+
+/// Shape of one convolution's sliding window over a `channels × input...`
+/// image; all per-axis vectors have one entry per spatial axis.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub channels: usize,
+    pub input: Vec<usize>,
+    pub kernel: Vec<usize>,
+    pub pad: Vec<usize>,
+    pub stride: Vec<usize>,
+    pub dilation: Vec<usize>,
+}
+
+impl ConvGeometry {
+    /// Output extent per spatial axis: `(in + 2·pad − (dil·(k−1)+1)) / stride + 1`,
+    /// or `None` where the dilated kernel is larger than the padded input (or a
+    /// kernel, stride or dilation is 0, which layers reject earlier).
+    pub fn output(&self) -> Option<Vec<usize>> {
+        (0..self.input.len())
+            .map(|i| {
+                if self.kernel[i] == 0 || self.stride[i] == 0 || self.dilation[i] == 0 {
+                    return None;
+                }
+                let extent = self.dilation[i] * (self.kernel[i] - 1) + 1;
+                let padded = self.input[i] + 2 * self.pad[i];
+                (padded >= extent).then(|| (padded - extent) / self.stride[i] + 1)
+            })
+            .collect()
+    }
+
+    /// Values in one image (`channels·∏input`).
+    pub fn image_len(&self) -> usize {
+        self.channels * self.input.iter().product::<usize>()
+    }
+
+    /// Rows of the column buffer (`channels·∏kernel`).
+    pub fn col_rows(&self) -> usize {
+        self.channels * self.kernel.iter().product::<usize>()
+    }
+}
+
+/// Fills `col` from `im`; 2-D geometries take the specialized path unless
+/// `force_nd` (Caffe's force_nd_im2col) asks for the general one.
+pub fn im2col(g: &ConvGeometry, im: &[f32], col: &mut [f32], force_nd: bool) {
+    if g.input.len() == 2 && !force_nd {
+        im2col_2d(g, im, col)
+    } else {
+        im2col_nd(g, im, col)
+    }
+}
+
+/// Writes the adjoint of `im2col` into `im` (overwriting it).
+pub fn col2im(g: &ConvGeometry, col: &[f32], im: &mut [f32], force_nd: bool) {
+    if g.input.len() == 2 && !force_nd {
+        col2im_2d(g, col, im)
+    } else {
+        col2im_nd(g, col, im)
+    }
+}
+
+/// Input coordinate of output `o` under kernel tap `k` on one axis, or `None`
+/// in the padding.
+#[inline]
+fn input_coord(
+    o: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    dil: usize,
+    size: usize,
+) -> Option<usize> {
+    let x = (o * stride + k * dil).checked_sub(pad)?;
+    (x < size).then_some(x)
+}
+
+fn checked_output(g: &ConvGeometry, im: &[f32], col: &[f32]) -> Vec<usize> {
+    let out = g
+        .output()
+        .expect("im2col: kernel larger than padded input (checked by the layer)");
+    let out_len: usize = out.iter().product();
+    assert!(
+        im.len() >= g.image_len() && col.len() >= g.col_rows() * out_len,
+        "im2col: buffer too small"
+    );
+    out
+}
+
+/// The 2-D case, row by row so the inner loop runs over contiguous input.
+pub fn im2col_2d(g: &ConvGeometry, im: &[f32], col: &mut [f32]) {
+    let out = checked_output(g, im, col);
+    let (h, w) = (g.input[0], g.input[1]);
+    let (oh, ow) = (out[0], out[1]);
+    let mut rows = col.chunks_exact_mut(oh * ow);
+    for c in 0..g.channels {
+        let plane = &im[c * h * w..(c + 1) * h * w];
+        for ki in 0..g.kernel[0] {
+            for kj in 0..g.kernel[1] {
+                let row = rows.next().expect("col rows counted by checked_output");
+                for (y, dst) in row.chunks_exact_mut(ow).enumerate() {
+                    match input_coord(y, ki, g.stride[0], g.pad[0], g.dilation[0], h) {
+                        None => dst.fill(0.0),
+                        Some(iy) => {
+                            let src = &plane[iy * w..(iy + 1) * w];
+                            for (x, d) in dst.iter_mut().enumerate() {
+                                *d = input_coord(x, kj, g.stride[1], g.pad[1], g.dilation[1], w)
+                                    .map_or(0.0, |ix| src[ix]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adjoint of `im2col_2d`.
+pub fn col2im_2d(g: &ConvGeometry, col: &[f32], im: &mut [f32]) {
+    let out = checked_output(g, im, col);
+    let (h, w) = (g.input[0], g.input[1]);
+    let (oh, ow) = (out[0], out[1]);
+    im[..g.image_len()].fill(0.0);
+    let mut rows = col.chunks_exact(oh * ow);
+    for c in 0..g.channels {
+        let plane = &mut im[c * h * w..(c + 1) * h * w];
+        for ki in 0..g.kernel[0] {
+            for kj in 0..g.kernel[1] {
+                let row = rows.next().expect("col rows counted by checked_output");
+                for (y, src) in row.chunks_exact(ow).enumerate() {
+                    if let Some(iy) = input_coord(y, ki, g.stride[0], g.pad[0], g.dilation[0], h) {
+                        let dst = &mut plane[iy * w..(iy + 1) * w];
+                        for (x, &s) in src.iter().enumerate() {
+                            if let Some(ix) =
+                                input_coord(x, kj, g.stride[1], g.pad[1], g.dilation[1], w)
+                            {
+                                dst[ix] += s;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Walks every (column row, output position) pair of an N-D geometry and calls
+/// `f(col_index, Some(image_index))`, or `None` for padding.
+fn for_each_tap(g: &ConvGeometry, out: &[usize], mut f: impl FnMut(usize, Option<usize>)) {
+    let nd = g.input.len();
+    let out_len: usize = out.iter().product();
+    let kernel_len: usize = g.kernel.iter().product();
+    let spatial: usize = g.input.iter().product();
+    let mut k_idx = vec![0usize; nd];
+    let mut o_idx = vec![0usize; nd];
+    for row in 0..g.col_rows() {
+        let c = row / kernel_len;
+        let mut rem = row % kernel_len;
+        for a in (0..nd).rev() {
+            k_idx[a] = rem % g.kernel[a];
+            rem /= g.kernel[a];
+        }
+        o_idx.fill(0);
+        for o in 0..out_len {
+            let mut offset = Some(0usize);
+            for a in 0..nd {
+                offset = match (
+                    offset,
+                    input_coord(
+                        o_idx[a],
+                        k_idx[a],
+                        g.stride[a],
+                        g.pad[a],
+                        g.dilation[a],
+                        g.input[a],
+                    ),
+                ) {
+                    (Some(off), Some(x)) => Some(off * g.input[a] + x),
+                    _ => None,
+                };
+            }
+            f(row * out_len + o, offset.map(|off| c * spatial + off));
+            // Odometer increment over the output grid, last axis fastest.
+            for a in (0..nd).rev() {
+                o_idx[a] += 1;
+                if o_idx[a] < out[a] {
+                    break;
+                }
+                o_idx[a] = 0;
+            }
+        }
+    }
+}
+
+/// Any number of spatial axes (including 0 and 1) — Caffe's im2col_nd.
+pub fn im2col_nd(g: &ConvGeometry, im: &[f32], col: &mut [f32]) {
+    let out = checked_output(g, im, col);
+    for_each_tap(g, &out, |ci, ii| col[ci] = ii.map_or(0.0, |i| im[i]));
+}
+
+/// Adjoint of `im2col_nd`.
+pub fn col2im_nd(g: &ConvGeometry, col: &[f32], im: &mut [f32]) {
+    let out = checked_output(g, im, col);
+    im[..g.image_len()].fill(0.0);
+    for_each_tap(g, &out, |ci, ii| {
+        if let Some(i) = ii {
+            im[i] += col[ci];
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geom(
+        channels: usize,
+        input: &[usize],
+        kernel: &[usize],
+        pad: &[usize],
+        stride: &[usize],
+        dil: &[usize],
+    ) -> ConvGeometry {
+        ConvGeometry {
+            channels,
+            input: input.to_vec(),
+            kernel: kernel.to_vec(),
+            pad: pad.to_vec(),
+            stride: stride.to_vec(),
+            dilation: dil.to_vec(),
+        }
+    }
+
+    #[test]
+    fn im2col_2d_by_hand_with_padding() {
+        // 1 channel 2x2 image, 2x2 kernel, pad 1, stride 2 → 2x2 output.
+        let g = geom(1, &[2, 2], &[2, 2], &[1, 1], &[2, 2], &[1, 1]);
+        assert_eq!(g.output().unwrap(), vec![2, 2]);
+        let im = [1.0, 2.0, 3.0, 4.0];
+        let mut col = vec![9.0; 16];
+        im2col(&g, &im, &mut col, false);
+        // Tap (0,0) sees image (-1,-1),(−1,1),(1,−1),(1,1): only (1,1)=4 is inside.
+        assert_eq!(&col[0..4], &[0.0, 0.0, 0.0, 4.0]);
+        assert_eq!(&col[4..8], &[0.0, 0.0, 3.0, 0.0]);
+        assert_eq!(&col[8..12], &[0.0, 2.0, 0.0, 0.0]);
+        assert_eq!(&col[12..16], &[1.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn dilation_spreads_the_taps() {
+        // 1x5 image, kernel 1x2 with dilation 3: taps at x and x+3 → 2 outputs.
+        let g = geom(1, &[1, 5], &[1, 2], &[0, 0], &[1, 1], &[1, 3]);
+        let mut col = vec![0.0; 4];
+        im2col(&g, &[1.0, 2.0, 3.0, 4.0, 5.0], &mut col, false);
+        assert_eq!(col, [1.0, 2.0, 4.0, 5.0]);
+    }
+
+    #[test]
+    fn nd_path_agrees_with_2d_path_and_col2im_is_the_adjoint() {
+        let g = geom(2, &[5, 6], &[3, 2], &[1, 2], &[2, 1], &[1, 2]);
+        let out: usize = g.output().unwrap().iter().product();
+        let im: Vec<f32> = (0..g.image_len())
+            .map(|i| (i as f32 * 0.37).sin())
+            .collect();
+        let mut a = vec![0.0; g.col_rows() * out];
+        let mut b = a.clone();
+        im2col(&g, &im, &mut a, false);
+        im2col(&g, &im, &mut b, true);
+        assert_eq!(a, b);
+        // <im2col(x), y> == <x, col2im(y)> for any y.
+        let y: Vec<f32> = (0..a.len()).map(|i| (i as f32 * 0.11).cos()).collect();
+        let mut back2 = vec![7.0; g.image_len()];
+        let mut backn = back2.clone();
+        col2im(&g, &y, &mut back2, false);
+        col2im(&g, &y, &mut backn, true);
+        for (p, q) in back2.iter().zip(&backn) {
+            assert!((p - q).abs() < 1e-5);
+        }
+        let lhs: f64 = a.iter().zip(&y).map(|(p, q)| (p * q) as f64).sum();
+        let rhs: f64 = im.iter().zip(&back2).map(|(p, q)| (p * q) as f64).sum();
+        assert!((lhs - rhs).abs() < 1e-3, "{lhs} vs {rhs}");
+    }
+
+    #[test]
+    fn nd_handles_three_spatial_axes() {
+        // 1 channel 2x2x2 cube, 2x2x2 kernel → a single column holding the cube.
+        let g = geom(1, &[2, 2, 2], &[2, 2, 2], &[0; 3], &[1; 3], &[1; 3]);
+        let im: Vec<f32> = (0..8).map(|v| v as f32).collect();
+        let mut col = vec![0.0; 8];
+        im2col(&g, &im, &mut col, false);
+        assert_eq!(col, im);
+        let mut back = vec![0.0; 8];
+        col2im(&g, &col, &mut back, false);
+        assert_eq!(back, im);
+    }
+
+    #[test]
+    fn oversized_kernel_has_no_output() {
+        assert!(geom(1, &[3, 3], &[5, 5], &[0, 0], &[1, 1], &[1, 1])
+            .output()
+            .is_none());
+        assert_eq!(
+            geom(1, &[3, 3], &[5, 5], &[1, 1], &[1, 1], &[1, 1])
+                .output()
+                .unwrap(),
+            vec![1, 1]
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! The math layers need, behind one thin interface (Caffe's math_functions and
+//! im2col): GEMM/GEMV, BLAS-1 and element-wise vector ops, im2col/col2im.
+//!
+//! Everything here is the CPU path, working on host slices; a device backend
+//! will sit beside it with the same verbs.
+pub mod gemm;
+pub mod im2col;
+pub mod vecops;
+
+pub use gemm::{sgemm, sgemv, Transpose};
+pub use im2col::{col2im, im2col, ConvGeometry};
+pub use vecops::*;

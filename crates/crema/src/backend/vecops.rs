@@ -1,0 +1,187 @@
+//! Vector operations of Caffe's math_functions (`caffe_axpy`, `caffe_scal`,
+//! `caffe_cpu_dot`, `caffe_mul`, ...). Loops are written over fixed-width lanes
+//! or plain zips so the compiler vectorizes them; reductions keep several
+//! partial sums, which is both faster and more accurate than one running sum.
+//!
+//! Binary element-wise helpers write into `y` and take equally long inputs
+//! (checked with `assert!`: a length mismatch is a bug in the caller).
+
+/// Partial sums kept by the reductions.
+const LANES: usize = 8;
+
+/// y += alpha·x.
+pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+    assert_eq!(x.len(), y.len(), "axpy: length mismatch");
+    y.iter_mut().zip(x).for_each(|(yi, &xi)| *yi += alpha * xi);
+}
+
+/// x *= alpha.
+pub fn scal(alpha: f32, x: &mut [f32]) {
+    x.iter_mut().for_each(|v| *v *= alpha);
+}
+
+/// y = alpha·x + beta·y.
+pub fn axpby(alpha: f32, x: &[f32], beta: f32, y: &mut [f32]) {
+    assert_eq!(x.len(), y.len(), "axpby: length mismatch");
+    y.iter_mut()
+        .zip(x)
+        .for_each(|(yi, &xi)| *yi = alpha * xi + beta * *yi);
+}
+
+/// Σ xᵢ·yᵢ.
+pub fn dot(x: &[f32], y: &[f32]) -> f32 {
+    assert_eq!(x.len(), y.len(), "dot: length mismatch");
+    let mut acc = [0f32; LANES];
+    let (xc, xr) = x.split_at(x.len() / LANES * LANES);
+    let (yc, yr) = y.split_at(xc.len());
+    for (xs, ys) in xc.chunks_exact(LANES).zip(yc.chunks_exact(LANES)) {
+        for l in 0..LANES {
+            acc[l] += xs[l] * ys[l];
+        }
+    }
+    acc.iter().sum::<f32>() + xr.iter().zip(yr).map(|(a, b)| a * b).sum::<f32>()
+}
+
+/// Σ |xᵢ|.
+pub fn asum(x: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let (xc, xr) = x.split_at(x.len() / LANES * LANES);
+    for xs in xc.chunks_exact(LANES) {
+        for l in 0..LANES {
+            acc[l] += xs[l].abs();
+        }
+    }
+    acc.iter().sum::<f32>() + xr.iter().map(|v| v.abs()).sum::<f32>()
+}
+
+/// Σ xᵢ².
+pub fn sumsq(x: &[f32]) -> f32 {
+    dot(x, x)
+}
+
+/// Dot product of two strided vectors of `n` elements (`caffe_cpu_strided_dot`).
+pub fn strided_dot(n: usize, x: &[f32], incx: usize, y: &[f32], incy: usize) -> f32 {
+    (0..n).map(|i| x[i * incx] * y[i * incy]).sum()
+}
+
+/// y = alpha·x (`caffe_cpu_scale`).
+pub fn scale(alpha: f32, x: &[f32], y: &mut [f32]) {
+    assert_eq!(x.len(), y.len(), "scale: length mismatch");
+    y.iter_mut().zip(x).for_each(|(yi, &xi)| *yi = alpha * xi);
+}
+
+/// x += alpha (`caffe_add_scalar`).
+pub fn add_scalar(alpha: f32, x: &mut [f32]) {
+    x.iter_mut().for_each(|v| *v += alpha);
+}
+
+fn zip2(a: &[f32], b: &[f32], y: &mut [f32], f: impl Fn(f32, f32) -> f32) {
+    assert!(
+        a.len() == y.len() && b.len() == y.len(),
+        "element-wise op: length mismatch"
+    );
+    y.iter_mut()
+        .zip(a.iter().zip(b))
+        .for_each(|(yi, (&ai, &bi))| *yi = f(ai, bi));
+}
+
+fn map1(a: &[f32], y: &mut [f32], f: impl Fn(f32) -> f32) {
+    assert_eq!(a.len(), y.len(), "element-wise op: length mismatch");
+    y.iter_mut().zip(a).for_each(|(yi, &ai)| *yi = f(ai));
+}
+
+/// y = a + b.
+pub fn add(a: &[f32], b: &[f32], y: &mut [f32]) {
+    zip2(a, b, y, |a, b| a + b)
+}
+/// y = a - b.
+pub fn sub(a: &[f32], b: &[f32], y: &mut [f32]) {
+    zip2(a, b, y, |a, b| a - b)
+}
+/// y = a · b (element-wise).
+pub fn mul(a: &[f32], b: &[f32], y: &mut [f32]) {
+    zip2(a, b, y, |a, b| a * b)
+}
+/// y = a / b (element-wise).
+pub fn div(a: &[f32], b: &[f32], y: &mut [f32]) {
+    zip2(a, b, y, |a, b| a / b)
+}
+/// y = a².
+pub fn sqr(a: &[f32], y: &mut [f32]) {
+    map1(a, y, |v| v * v)
+}
+/// y = a^p.
+pub fn powx(a: &[f32], p: f32, y: &mut [f32]) {
+    map1(a, y, |v| v.powf(p))
+}
+/// y = exp(a).
+pub fn exp(a: &[f32], y: &mut [f32]) {
+    map1(a, y, f32::exp)
+}
+/// y = ln(a).
+pub fn log(a: &[f32], y: &mut [f32]) {
+    map1(a, y, f32::ln)
+}
+/// y = |a|.
+pub fn abs(a: &[f32], y: &mut [f32]) {
+    map1(a, y, f32::abs)
+}
+/// y = sign(a) ∈ {-1, 0, 1} (`caffe_cpu_sign`: 0 maps to 0).
+pub fn sign(a: &[f32], y: &mut [f32]) {
+    map1(a, y, |v| ((0.0 < v) as i32 - (v < 0.0) as i32) as f32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blas1_by_hand() {
+        let x: Vec<f32> = (1..=11).map(|v| v as f32).collect(); // 11 = one full lane block + remainder
+        let mut y = vec![1.0; 11];
+        axpy(2.0, &x, &mut y);
+        assert_eq!(y[0], 3.0);
+        assert_eq!(y[10], 23.0);
+        assert_eq!(dot(&x, &x), 506.0);
+        assert_eq!(asum(&[-1.0, 2.0, -3.0]), 6.0);
+        assert_eq!(sumsq(&[3.0, 4.0]), 25.0);
+        let mut z = [1.0, 2.0];
+        axpby(2.0, &[1.0, 1.0], 3.0, &mut z);
+        assert_eq!(z, [5.0, 8.0]);
+        scal(0.5, &mut z);
+        assert_eq!(z, [2.5, 4.0]);
+        assert_eq!(strided_dot(2, &[1.0, 9.0, 2.0], 2, &[3.0, 4.0], 1), 11.0);
+    }
+
+    #[test]
+    fn elementwise_by_hand() {
+        let a = [1.0, -2.0, 0.0];
+        let b = [2.0, 4.0, 1.0];
+        let mut y = [0.0; 3];
+        add(&a, &b, &mut y);
+        assert_eq!(y, [3.0, 2.0, 1.0]);
+        sub(&a, &b, &mut y);
+        assert_eq!(y, [-1.0, -6.0, -1.0]);
+        mul(&a, &b, &mut y);
+        assert_eq!(y, [2.0, -8.0, 0.0]);
+        div(&a, &b, &mut y);
+        assert_eq!(y, [0.5, -0.5, 0.0]);
+        sqr(&a, &mut y);
+        assert_eq!(y, [1.0, 4.0, 0.0]);
+        powx(&b, 0.5, &mut y);
+        assert_eq!(y, [2f32.sqrt(), 2.0, 1.0]);
+        sign(&a, &mut y);
+        assert_eq!(y, [1.0, -1.0, 0.0]);
+        abs(&a, &mut y);
+        assert_eq!(y, [1.0, 2.0, 0.0]);
+        exp(&[0.0, 1.0, 0.0], &mut y);
+        assert_eq!(y[1], 1f32.exp());
+        log(&[1.0, 1.0, 1.0], &mut y);
+        assert_eq!(y, [0.0; 3]);
+        let mut s = [1.0, 2.0];
+        add_scalar(1.0, &mut s);
+        assert_eq!(s, [2.0, 3.0]);
+        scale(3.0, &[1.0, 2.0], &mut s);
+        assert_eq!(s, [3.0, 6.0]);
+    }
+}
