@@ -8,6 +8,7 @@ mod generated {
 pub mod binary;
 pub mod error;
 pub mod testdata;
+pub mod upgrade;
 mod wire;
 
 pub use error::{ProtoError, Result};
