@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod blob;
 pub mod error;
+pub mod fillers;
 pub mod gradient_check;
 pub mod layers;
 pub mod logging;
