@@ -1,8 +1,93 @@
-//! Layer group; see `layers/mod.rs`.
+//! Common layers: softmax and the layers that move data between blobs without
+//! arithmetic on it (concat, slice, flatten, reshape), plus eltwise, argmax and
+//! silence.
+use std::rc::Rc;
+
+use crema_proto::caffe::LayerParameter;
+
 use super::LayerCtor;
+use crate::blob::{Blob, SharedBlob};
+use crate::error::{Error, Result};
+
+pub mod argmax;
+pub mod concat;
+pub mod eltwise;
+pub mod flatten;
+pub mod reshape;
+pub mod silence;
+pub mod slice;
+pub mod softmax;
 
 #[cfg(test)]
 pub(crate) mod testutil;
 
 /// Type names and constructors of this group's layers.
-pub const REGISTRY: &[(&str, LayerCtor)] = &[];
+pub const REGISTRY: &[(&str, LayerCtor)] = &[
+    ("ArgMax", argmax::ArgMaxLayer::new),
+    ("Concat", concat::ConcatLayer::new),
+    ("Eltwise", eltwise::EltwiseLayer::new),
+    ("Flatten", flatten::FlattenLayer::new),
+    ("Reshape", reshape::ReshapeLayer::new),
+    ("Silence", silence::SilenceLayer::new),
+    ("Slice", slice::SliceLayer::new),
+    ("Softmax", softmax::SoftmaxLayer::new),
+];
+
+/// A possibly negative axis made absolute, with the layer named in the error.
+pub(crate) fn canonical_axis(param: &LayerParameter, blob: &Blob, axis: i64) -> Result<usize> {
+    blob.canonical_axis(axis)
+        .map_err(|e| Error::layer(param, e.to_string()))
+}
+
+/// Refuses a blob that appears twice among `bottom` and `top`. Layers that read
+/// one blob while writing another need them apart; the net's automatic Split
+/// layers normally guarantee it, and this turns a misuse into an error rather
+/// than a RefCell panic.
+pub(crate) fn check_distinct(
+    param: &LayerParameter,
+    bottom: &[SharedBlob],
+    top: &[SharedBlob],
+) -> Result<()> {
+    let all: Vec<&SharedBlob> = bottom.iter().chain(top).collect();
+    for (i, a) in all.iter().enumerate() {
+        if all[..i].iter().any(|b| Rc::ptr_eq(a, b)) {
+            return Err(Error::layer(
+                param,
+                format!(
+                    "{} layer does not allow in-place computation or a blob used twice",
+                    param.type_()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `propagate_down[i]`, false when the net passed a shorter list.
+pub(crate) fn propagates(propagate_down: &[bool], i: usize) -> bool {
+    propagate_down.get(i).copied().unwrap_or(false)
+}
+
+/// Copies `n` positions along one axis, in each of `outer` slabs: positions
+/// `src_off..src_off + n` of a source whose axis has `src_dim` entries go to
+/// `dst_off..` of a destination whose axis has `dst_dim`; `inner` values follow
+/// each position. Concat and Slice are this copy in opposite directions.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn copy_along_axis(
+    src: &[f32],
+    src_dim: usize,
+    src_off: usize,
+    dst: &mut [f32],
+    dst_dim: usize,
+    dst_off: usize,
+    n: usize,
+    outer: usize,
+    inner: usize,
+) {
+    let len = n * inner;
+    for o in 0..outer {
+        let s = (o * src_dim + src_off) * inner;
+        let d = (o * dst_dim + dst_off) * inner;
+        dst[d..d + len].copy_from_slice(&src[s..s + len]);
+    }
+}
