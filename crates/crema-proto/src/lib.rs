@@ -8,6 +8,7 @@ mod generated {
 pub mod binary;
 pub mod error;
 pub mod testdata;
+pub mod text;
 pub mod upgrade;
 mod wire;
 
