@@ -7,6 +7,7 @@ mod generated {
 }
 pub mod binary;
 pub mod error;
+pub mod files;
 pub mod testdata;
 pub mod text;
 pub mod upgrade;
