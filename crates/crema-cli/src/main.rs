@@ -1,5 +1,59 @@
 //! `caffe`: Caffe's command-line front end on crema.
+//!
+//! `caffe <action> [flags]` with Caffe's actions and gflags spellings
+//! (`-model x`, `--model=x`): train, test, time, device_query.
+mod flags;
+
+use flags::{FlagSpec, Flags};
+
+/// Caffe's flags, with Caffe's defaults.
+const FLAGS: &[FlagSpec] = &[
+    FlagSpec { name: "gpu", boolean: false, default: "", help: "Optional; run in GPU mode on given device IDs separated by ','. Use '-gpu all' to run on all available GPUs." },
+    FlagSpec { name: "solver", boolean: false, default: "", help: "The solver definition protocol buffer text file." },
+    FlagSpec { name: "model", boolean: false, default: "", help: "The model definition protocol buffer text file." },
+    FlagSpec { name: "phase", boolean: false, default: "", help: "Optional; network phase (TRAIN or TEST). Only used for 'time'." },
+    FlagSpec { name: "level", boolean: false, default: "0", help: "Optional; network level." },
+    FlagSpec { name: "stage", boolean: false, default: "", help: "Optional; network stages (not to be confused with phase), separated by ','." },
+    FlagSpec { name: "snapshot", boolean: false, default: "", help: "Optional; the snapshot solver state to resume training." },
+    FlagSpec { name: "weights", boolean: false, default: "", help: "Optional; the pretrained weights to initialize finetuning, separated by ','. Cannot be set simultaneously with snapshot." },
+    FlagSpec { name: "iterations", boolean: false, default: "50", help: "The number of iterations to run." },
+    FlagSpec { name: "sigint_effect", boolean: false, default: "stop", help: "Optional; action to take when a SIGINT signal is received: snapshot, stop or none." },
+    FlagSpec { name: "sighup_effect", boolean: false, default: "snapshot", help: "Optional; action to take when a SIGHUP signal is received: snapshot, stop or none." },
+];
+
+const ACTIONS: &str = "commands:\n  train           train or finetune a model\n  test            score a model\n  device_query    show GPU diagnostic information\n  time            benchmark model execution time\n";
+
+fn usage() -> String {
+    format!("caffe: command line brew\nusage: caffe <command> <args>\n\n{ACTIONS}\n{}", flags::usage(FLAGS))
+}
+
 fn main() {
-    eprintln!("caffe: no action given; this build knows: (being written)");
-    std::process::exit(1);
+    crema::logging::init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flags = match Flags::parse(&args, FLAGS) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("ERROR: {e}\n\n{}", usage());
+            std::process::exit(1);
+        }
+    };
+    let code = match flags.positional.first().map(String::as_str) {
+        Some("device_query") => device_query(&flags),
+        Some(other) => {
+            eprintln!("Unknown action: {other}\n\n{}", usage());
+            1
+        }
+        None => {
+            eprintln!("{}", usage());
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+/// No GPU backend is compiled into this build: say so and fail, as a Caffe
+/// built with CPU_ONLY does.
+fn device_query(_flags: &Flags) -> i32 {
+    log::error!("device_query: this build of crema has no GPU backend (CPU only); there is no device to query.");
+    1
 }

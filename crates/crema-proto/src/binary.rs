@@ -25,7 +25,15 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
 /// an unknown field.
 pub fn decode<M: MessageFull>(bytes: &[u8], path: &Path, expected: &str) -> Result<M> {
     let err = |reason: String| ProtoError::Decode { path: path.into(), expected: expected.into(), reason };
-    let msg = M::parse_from_bytes(bytes).map_err(|e| err(e.to_string()))?;
+    let mut msg = M::new();
+    let mut is = protobuf::CodedInputStream::from_bytes(bytes);
+    // A limit at the end of the buffer lets the packed-field readers check a
+    // claimed length against what is really there before allocating.
+    let parsed = is
+        .push_limit(bytes.len() as u64)
+        .and_then(|_| msg.merge_from(&mut is))
+        .and_then(|_| msg.check_initialized());
+    parsed.map_err(|e| err(e.to_string()))?;
     check_wire_types(&msg, M::descriptor().name()).map_err(err)?;
     Ok(msg)
 }
