@@ -1,5 +1,69 @@
-//! Layer group; see `layers/mod.rs`.
+//! Loss layers (and Accuracy, which reads the same predictions and labels).
+//! A loss layer's first top is a scalar whose default loss weight is 1; labels
+//! never receive a gradient.
+use crema_proto::caffe::LayerParameter;
+
 use super::LayerCtor;
+use crate::blob::SharedBlob;
+use crate::ensure;
+use crate::error::Result;
+
+pub mod accuracy;
+pub mod euclidean_loss;
+pub mod softmax_loss;
 
 /// Type names and constructors of this group's layers.
-pub const REGISTRY: &[(&str, LayerCtor)] = &[];
+pub const REGISTRY: &[(&str, LayerCtor)] = &[
+    ("Accuracy", accuracy::AccuracyLayer::new),
+    ("EuclideanLoss", euclidean_loss::EuclideanLossLayer::new),
+    ("SoftmaxWithLoss", softmax_loss::SoftmaxWithLossLayer::new),
+];
+
+/// The check every Caffe loss layer makes first: both bottoms share axis 0.
+pub(crate) fn check_loss_shapes(param: &LayerParameter, bottom: &[SharedBlob]) -> Result<()> {
+    let (a, b) = (bottom[0].borrow(), bottom[1].borrow());
+    ensure!(
+        param,
+        a.num_axes() >= 1 && b.num_axes() >= 1 && a.shape()[0] == b.shape()[0],
+        "The data and label should have the same first dimension: {} vs {}",
+        a.shape_string(),
+        b.shape_string()
+    );
+    Ok(())
+}
+
+/// The class stored at `labels[k]` (truncated to an integer, as Caffe casts),
+/// or None for the ignore label; a class outside `0..classes` is an error.
+pub(crate) fn class_label(
+    param: &LayerParameter,
+    labels: &[f32],
+    k: usize,
+    classes: usize,
+    ignore: Option<i32>,
+) -> Result<Option<usize>> {
+    let v = labels[k] as i32;
+    if ignore == Some(v) {
+        return Ok(None);
+    }
+    ensure!(
+        param,
+        v >= 0 && (v as usize) < classes,
+        "label {} at position {k} is outside [0, {classes})",
+        labels[k]
+    );
+    Ok(Some(v as usize))
+}
+
+/// A line of `tests/fixtures/loss_layers.txt` (made by `loss_layers.py`).
+#[cfg(test)]
+pub(crate) fn fixture(key: &str) -> Vec<f32> {
+    const TEXT: &str = include_str!("../../../tests/fixtures/loss_layers.txt");
+    let line = TEXT
+        .lines()
+        .find(|l| l.split(' ').next() == Some(key))
+        .unwrap_or_else(|| panic!("fixture {key} missing"));
+    line.split(' ')
+        .skip(1)
+        .map(|v| v.parse().expect("fixture number"))
+        .collect()
+}
