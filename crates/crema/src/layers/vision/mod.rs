@@ -1,5 +1,18 @@
-//! Layer group; see `layers/mod.rs`.
+//! Vision layers: Convolution, Deconvolution, Pooling, LRN, InnerProduct
+//! (Caffe's vision_layers); see `layers/mod.rs` for the conventions.
 use super::LayerCtor;
 
+mod conv_base;
+pub mod convolution;
+pub mod deconvolution;
+
+#[cfg(test)]
+mod conv_tests;
+#[cfg(test)]
+mod testutil;
+
 /// Type names and constructors of this group's layers.
-pub const REGISTRY: &[(&str, LayerCtor)] = &[];
+pub const REGISTRY: &[(&str, LayerCtor)] = &[
+    ("Convolution", convolution::ConvolutionLayer::new),
+    ("Deconvolution", deconvolution::DeconvolutionLayer::new),
+];

@@ -1,0 +1,339 @@
+//! Convolution tests: numpy fixtures, Caffe's shapes, gradient checks, errors.
+use crema_proto::caffe::{ConvolutionParameter, LayerParameter};
+
+use super::testutil::*;
+use crate::blob::SharedBlob;
+use crate::gradient_check::{fill_uniform, GradientChecker};
+
+fn conv(edit: impl FnOnce(&mut ConvolutionParameter)) -> LayerParameter {
+    param("Convolution", |p| {
+        let cp = p.convolution_param.mut_or_insert_default();
+        let wf = cp.weight_filler.mut_or_insert_default();
+        wf.set_type("gaussian".into());
+        let bf = cp.bias_filler.mut_or_insert_default();
+        bf.set_type("gaussian".into());
+        edit(cp)
+    })
+}
+
+/// conv_a: group 2, kernel 3x2, stride (2,1), pad (1,0), dilation (1,2).
+fn conv_a(cp: &mut ConvolutionParameter) {
+    cp.set_num_output(6);
+    cp.set_group(2);
+    cp.set_kernel_h(3);
+    cp.set_kernel_w(2);
+    cp.set_stride_h(2);
+    cp.set_stride_w(1);
+    cp.set_pad_h(1);
+    cp.set_pad_w(0);
+    cp.dilation = vec![1, 2];
+}
+
+fn forward_fixture(p: &LayerParameter, case: &str, bias: bool) -> SharedBlob {
+    let mut l = layer(p);
+    let (b, t) = (fixture_blob(&format!("{case}.x")), empty());
+    l.setup(&[b.clone()], &[t.clone()]).unwrap();
+    load_param(l.as_ref(), 0, &format!("{case}.w"));
+    if bias {
+        load_param(l.as_ref(), 1, &format!("{case}.b"));
+    }
+    l.reshape(&[b.clone()], &[t.clone()]).unwrap();
+    l.forward(&[b], &[t.clone()]).unwrap();
+    t
+}
+
+#[test]
+fn conv_matches_numpy_with_group_dilation_pad_and_stride() {
+    let t = forward_fixture(&conv(conv_a), "conv_a", true);
+    assert_matches(&t, "conv_a.y", 1e-5);
+}
+
+#[test]
+fn nd_im2col_path_gives_the_same_result() {
+    let t = forward_fixture(
+        &conv(|cp| {
+            conv_a(cp);
+            cp.set_force_nd_im2col(true);
+        }),
+        "conv_a",
+        true,
+    );
+    assert_matches(&t, "conv_a.y", 1e-5);
+}
+
+#[test]
+fn one_by_one_conv_matches_numpy() {
+    let t = forward_fixture(
+        &conv(|cp| {
+            cp.set_num_output(4);
+            cp.kernel_size = vec![1];
+        }),
+        "conv_1x1",
+        true,
+    );
+    assert_matches(&t, "conv_1x1.y", 1e-5);
+}
+
+#[test]
+fn three_d_conv_matches_numpy_with_per_axis_params() {
+    let t = forward_fixture(
+        &conv(|cp| {
+            cp.set_num_output(3);
+            cp.set_bias_term(false);
+            cp.kernel_size = vec![2, 3, 2];
+            cp.pad = vec![1, 0, 1];
+            cp.stride = vec![1, 2, 1];
+        }),
+        "conv_3d",
+        false,
+    );
+    assert_matches(&t, "conv_3d.y", 1e-5);
+}
+
+#[test]
+fn alexnet_shapes_conv1_and_grouped_conv2() {
+    let p = conv(|cp| {
+        cp.set_num_output(96);
+        cp.kernel_size = vec![11];
+        cp.stride = vec![4];
+    });
+    let mut l = layer(&p);
+    let (b, t) = (crate::Blob::shared(&[1, 3, 227, 227]), empty());
+    l.setup(&[b.clone()], &[t.clone()]).unwrap();
+    l.reshape(&[b], &[t.clone()]).unwrap();
+    assert_eq!(t.borrow().shape(), &[1, 96, 55, 55]);
+    assert_eq!(l.blobs()[0].borrow().shape(), &[96, 3, 11, 11]);
+    assert_eq!(l.blobs()[1].borrow().shape(), &[96]);
+
+    let p = conv(|cp| {
+        cp.set_num_output(256);
+        cp.set_group(2);
+        cp.kernel_size = vec![5];
+        cp.pad = vec![2];
+    });
+    let mut l = layer(&p);
+    let (b, t) = (crate::Blob::shared(&[2, 96, 27, 27]), empty());
+    l.setup(&[b.clone()], &[t.clone()]).unwrap();
+    l.reshape(&[b], &[t.clone()]).unwrap();
+    assert_eq!(t.borrow().shape(), &[2, 256, 27, 27]);
+    assert_eq!(l.blobs()[0].borrow().shape(), &[256, 48, 5, 5]);
+}
+
+#[test]
+fn fillers_default_to_zero_and_follow_the_params() {
+    let p = param("Convolution", |p| {
+        let cp = p.convolution_param.mut_or_insert_default();
+        cp.set_num_output(2);
+        cp.kernel_size = vec![2];
+        let wf = cp.weight_filler.mut_or_insert_default();
+        wf.set_type("constant".into());
+        wf.set_value(0.5);
+    });
+    let mut l = layer(&p);
+    let (b, t) = (blob(&[1, 1, 2, 2], &[1.0, 2.0, 3.0, 4.0]), empty());
+    run(l.as_mut(), &[b], &[t.clone()]);
+    assert!(l.blobs()[1].borrow().data().iter().all(|&v| v == 0.0));
+    assert_eq!(t.borrow().data(), &[5.0, 5.0]);
+}
+
+#[test]
+fn one_dimensional_conv_on_axis_1_by_hand() {
+    // Bottom [1, 1, 5]: a 1-D signal; kernel [1, -1] is a difference filter.
+    let p = conv(|cp| {
+        cp.set_num_output(1);
+        cp.set_bias_term(false);
+        cp.kernel_size = vec![2];
+    });
+    let mut l = layer(&p);
+    let (b, t) = (blob(&[1, 1, 5], &[1.0, 3.0, 6.0, 10.0, 15.0]), empty());
+    l.setup(&[b.clone()], &[t.clone()]).unwrap();
+    l.blobs()[0]
+        .borrow_mut()
+        .data_mut()
+        .copy_from_slice(&[1.0, -1.0]);
+    l.reshape(&[b.clone()], &[t.clone()]).unwrap();
+    l.forward(&[b], &[t.clone()]).unwrap();
+    assert_eq!(t.borrow().data(), &[-2.0, -3.0, -4.0, -5.0]);
+}
+
+fn grad_check(p: &LayerParameter, shapes: &[&[usize]]) {
+    crate::rng::set_random_seed(1701);
+    let bottoms: Vec<SharedBlob> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let b = crate::Blob::shared(s);
+            fill_uniform(&b, -1.0, 1.0, 10 + i as u64);
+            b
+        })
+        .collect();
+    let tops: Vec<SharedBlob> = shapes.iter().map(|_| empty()).collect();
+    let mut l = layer(p);
+    GradientChecker::new(1e-2, 1e-3).check_gradient_exhaustive(l.as_mut(), &bottoms, &tops, None);
+}
+
+#[test]
+fn gradient_grouped_dilated_strided_padded() {
+    grad_check(
+        &conv(|cp| {
+            cp.set_num_output(4);
+            cp.set_group(2);
+            cp.set_kernel_h(3);
+            cp.set_kernel_w(2);
+            cp.set_stride_h(2);
+            cp.set_pad_w(1);
+            cp.set_pad_h(1);
+            cp.set_stride_w(1);
+            cp.dilation = vec![1, 2];
+        }),
+        &[&[2, 4, 4, 4]],
+    );
+}
+
+#[test]
+fn gradient_two_bottoms_share_weights() {
+    grad_check(
+        &conv(|cp| {
+            cp.set_num_output(2);
+            cp.kernel_size = vec![2];
+            cp.stride = vec![1];
+        }),
+        &[&[2, 2, 3, 3], &[2, 2, 3, 3]],
+    );
+}
+
+#[test]
+fn gradient_one_by_one_and_three_d_and_forced_nd() {
+    grad_check(
+        &conv(|cp| {
+            cp.set_num_output(3);
+            cp.kernel_size = vec![1];
+        }),
+        &[&[2, 2, 3, 2]],
+    );
+    grad_check(
+        &conv(|cp| {
+            cp.set_num_output(2);
+            cp.kernel_size = vec![2, 2, 1];
+            cp.pad = vec![0, 1, 0];
+        }),
+        &[&[1, 2, 3, 2, 2]],
+    );
+    grad_check(
+        &conv(|cp| {
+            cp.set_num_output(2);
+            cp.kernel_size = vec![2];
+            cp.set_force_nd_im2col(true);
+            cp.pad = vec![1];
+            cp.stride = vec![2];
+        }),
+        &[&[2, 1, 3, 3]],
+    );
+}
+
+fn error_of(edit: impl FnOnce(&mut ConvolutionParameter), shape: &[usize]) -> String {
+    let mut l = layer(&conv(edit));
+    setup_error(l.as_mut(), &[crate::Blob::shared(shape)], &[empty()])
+}
+
+#[test]
+fn bad_parameters_are_clear_errors() {
+    let e = error_of(
+        |cp| {
+            cp.set_num_output(2);
+            cp.kernel_size = vec![3];
+            cp.set_kernel_h(3);
+            cp.set_kernel_w(3);
+        },
+        &[1, 2, 5, 5],
+    );
+    assert!(e.contains("either kernel_size or kernel_h/w"), "{e}");
+    let e = error_of(
+        |cp| {
+            cp.set_num_output(2);
+            cp.set_group(3);
+            cp.kernel_size = vec![3];
+        },
+        &[1, 4, 5, 5],
+    );
+    assert!(e.contains("multiple of group"), "{e}");
+    let e = error_of(
+        |cp| {
+            cp.set_num_output(3);
+            cp.set_group(2);
+            cp.kernel_size = vec![3];
+        },
+        &[1, 4, 5, 5],
+    );
+    assert!(e.contains("multiples of group"), "{e}");
+    let e = error_of(
+        |cp| {
+            cp.set_num_output(2);
+            cp.kernel_size = vec![3];
+            cp.stride = vec![0];
+        },
+        &[1, 2, 5, 5],
+    );
+    assert!(e.contains("stride dimensions must be nonzero"), "{e}");
+    let e = error_of(
+        |cp| {
+            cp.set_num_output(2);
+            cp.kernel_size = vec![3, 3, 3];
+        },
+        &[1, 2, 5, 5],
+    );
+    assert!(e.contains("specified 3 times; 2 spatial dims"), "{e}");
+    let e = error_of(
+        |cp| {
+            cp.set_num_output(2);
+            cp.set_kernel_h(3);
+            cp.set_kernel_w(3);
+        },
+        &[1, 2, 5, 5, 5],
+    );
+    assert!(e.contains("only be used for 2D"), "{e}");
+    let e = error_of(
+        |cp| {
+            cp.set_num_output(2);
+            cp.set_kernel_h(3);
+        },
+        &[1, 2, 5, 5],
+    );
+    assert!(e.contains("nonzero"), "{e}");
+    let e = error_of(|cp| cp.set_num_output(2), &[1, 2, 5, 5]);
+    assert!(e.contains("kernel_size must be specified"), "{e}");
+    let e = error_of(
+        |cp| {
+            cp.set_num_output(2);
+            cp.kernel_size = vec![7];
+        },
+        &[1, 2, 5, 5],
+    );
+    assert!(e.contains("incompatible with kernel extent 7"), "{e}");
+    let e = error_of(|cp| cp.kernel_size = vec![3], &[1, 2, 5, 5]);
+    assert!(e.contains("num_output must be positive"), "{e}");
+    let e = error_of(
+        |cp| {
+            cp.set_num_output(2);
+            cp.kernel_size = vec![3];
+            cp.weight_filler
+                .mut_or_insert_default()
+                .set_type("nope".into());
+        },
+        &[1, 2, 5, 5],
+    );
+    assert!(e.contains("weight_filler") && e.contains("nope"), "{e}");
+    // Reshape: a bottom whose channels changed.
+    let mut l = layer(&conv(|cp| {
+        cp.set_num_output(2);
+        cp.kernel_size = vec![3];
+    }));
+    let t = empty();
+    l.setup(&[crate::Blob::shared(&[1, 2, 5, 5])], &[t.clone()])
+        .unwrap();
+    let e = l
+        .reshape(&[crate::Blob::shared(&[1, 3, 5, 5])], &[t])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("incompatible with convolution kernel"), "{e}");
+}

@@ -1,0 +1,366 @@
+//! Convolution (and, with `reverse`, Deconvolution): im2col + GEMM per image,
+//! groups as separate products, 1x1 kernels straight to GEMM, images of a
+//! batch spread over the rayon pool.
+//!
+//! Weights are `[num_output, channels/group, k...]` for Convolution and
+//! `[channels, num_output/group, k...]` for Deconvolution, bias `[num_output]`,
+//! exactly as Caffe stores them. Each bottom i produces top i with the same
+//! weights.
+use crema_proto::caffe::LayerParameter;
+
+use super::conv_base::{
+    check_not_in_place, for_each_run, make_params, workers, ConvGemm, Scratch, Window,
+};
+use crate::backend::ConvGeometry;
+use crate::blob::SharedBlob;
+use crate::error::Result;
+use crate::layers::Layer;
+
+pub struct ConvolutionLayer {
+    param: LayerParameter,
+    /// Deconvolution: bottom is the convolution's output, top its input.
+    reverse: bool,
+    blobs: Vec<SharedBlob>,
+    channel_axis: usize,
+    num_axes: usize,
+    window: Window,
+    channels: usize,
+    num_output: usize,
+    bias_term: bool,
+    gemm: ConvGemm,
+    /// Images per bottom (product of the axes before the channel axis).
+    num: usize,
+    bottom_dim: usize,
+    top_dim: usize,
+    /// Positions per top channel (the bias is added over these).
+    top_spatial: usize,
+    scratch: Vec<Scratch>,
+}
+
+impl ConvolutionLayer {
+    /// Convolution from `convolution_param`; parameters are checked in `setup`,
+    /// when the bottom's number of axes is known.
+    pub fn new(param: &LayerParameter) -> Result<Box<dyn Layer>> {
+        Ok(Box::new(Self::with_direction(param, false)))
+    }
+
+    pub(super) fn with_direction(param: &LayerParameter, reverse: bool) -> Self {
+        ConvolutionLayer {
+            param: param.clone(),
+            reverse,
+            blobs: Vec::new(),
+            channel_axis: 0,
+            num_axes: 0,
+            window: Window {
+                kernel: vec![],
+                stride: vec![],
+                pad: vec![],
+                dilation: vec![],
+            },
+            channels: 0,
+            num_output: 0,
+            bias_term: false,
+            gemm: ConvGemm::default(),
+            num: 0,
+            bottom_dim: 0,
+            top_dim: 0,
+            top_spatial: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Spatial output extent for `input` (the bottom's spatial shape).
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        let w = &self.window;
+        let mut out = Vec::with_capacity(input.len());
+        for (i, &x) in input.iter().enumerate() {
+            let extent = w.dilation[i] * (w.kernel[i] - 1) + 1;
+            let o = if self.reverse {
+                (w.stride[i] * x.saturating_sub(1) + extent)
+                    .checked_sub(2 * w.pad[i])
+                    .filter(|&o| o > 0 && x > 0)
+            } else {
+                (x + 2 * w.pad[i])
+                    .checked_sub(extent)
+                    .map(|d| d / w.stride[i] + 1)
+            };
+            let Some(o) = o else {
+                return Err(crate::Error::layer(
+                    &self.param,
+                    format!(
+                        "spatial axis {i} of size {x} is incompatible with kernel extent {extent}, pad {} and stride {}",
+                        w.pad[i], w.stride[i]
+                    ),
+                ));
+            };
+            out.push(o);
+        }
+        Ok(out)
+    }
+}
+
+impl Layer for ConvolutionLayer {
+    fn type_name(&self) -> &'static str {
+        if self.reverse {
+            "Deconvolution"
+        } else {
+            "Convolution"
+        }
+    }
+
+    fn setup(&mut self, bottom: &[SharedBlob], top: &[SharedBlob]) -> Result<()> {
+        let lp = &self.param;
+        let cp = lp.convolution_param.get_or_default();
+        let b = bottom[0].borrow();
+        self.channel_axis = b
+            .canonical_axis(cp.axis() as i64)
+            .map_err(|e| crate::Error::layer(lp, e.to_string()))?;
+        self.num_axes = b.num_axes();
+        let spatial_axes = self.num_axes - self.channel_axis - 1;
+        self.window = Window::parse(lp, cp, spatial_axes)?;
+        self.channels = b.shape()[self.channel_axis];
+        self.num_output = cp.num_output() as usize;
+        let group = cp.group() as usize;
+        crate::ensure!(lp, self.num_output > 0, "num_output must be positive");
+        crate::ensure!(lp, group > 0, "group must be positive");
+        crate::ensure!(
+            lp,
+            self.channels > 0,
+            "bottom has no channels on axis {}",
+            self.channel_axis
+        );
+        crate::ensure!(
+            lp,
+            self.channels % group == 0,
+            "channels ({}) must be a multiple of group ({group})",
+            self.channels
+        );
+        crate::ensure!(
+            lp,
+            self.num_output % group == 0,
+            "number of output ({}) should be multiples of group ({group})",
+            self.num_output
+        );
+        check_not_in_place(lp, bottom, top)?;
+        let (out_ch, in_ch) = if self.reverse {
+            (self.channels, self.num_output)
+        } else {
+            (self.num_output, self.channels)
+        };
+        let w = &self.window;
+        let is_1x1 =
+            (0..spatial_axes).all(|i| w.kernel[i] == 1 && w.stride[i] == 1 && w.pad[i] == 0);
+        let mut weight_shape = vec![out_ch, in_ch / group];
+        weight_shape.extend_from_slice(&w.kernel);
+        self.bias_term = cp.bias_term();
+        self.gemm = ConvGemm {
+            geom: ConvGeometry {
+                channels: in_ch,
+                input: vec![],
+                kernel: w.kernel.clone(),
+                pad: w.pad.clone(),
+                stride: w.stride.clone(),
+                dilation: w.dilation.clone(),
+            },
+            group,
+            out_channels: out_ch,
+            kernel_dim: weight_shape[1..].iter().product(),
+            out_spatial: 0,
+            is_1x1,
+            force_nd: cp.force_nd_im2col(),
+        };
+        let bias_len = self.bias_term.then_some(self.num_output);
+        self.blobs = make_params(
+            lp,
+            &weight_shape,
+            bias_len,
+            cp.weight_filler.get_or_default(),
+            cp.bias_filler.get_or_default(),
+        )?;
+        Ok(())
+    }
+
+    fn reshape(&mut self, bottom: &[SharedBlob], top: &[SharedBlob]) -> Result<()> {
+        let lp = &self.param;
+        let shape = bottom[0].borrow().shape().to_vec();
+        crate::ensure!(
+            lp,
+            shape.len() == self.num_axes,
+            "bottom num_axes may not change ({} → {})",
+            self.num_axes,
+            shape.len()
+        );
+        crate::ensure!(
+            lp,
+            shape[self.channel_axis] == self.channels,
+            "input size incompatible with convolution kernel: {} channels, expected {}",
+            shape[self.channel_axis],
+            self.channels
+        );
+        for b in &bottom[1..] {
+            crate::ensure!(
+                lp,
+                b.borrow().shape() == shape.as_slice(),
+                "all inputs must have the same shape"
+            );
+        }
+        check_not_in_place(lp, bottom, top)?;
+        let first_spatial = self.channel_axis + 1;
+        let input_spatial = &shape[first_spatial..];
+        let output_spatial = self.output_shape(input_spatial)?;
+        let mut top_shape = shape[..self.channel_axis].to_vec();
+        top_shape.push(self.num_output);
+        top_shape.extend_from_slice(&output_spatial);
+        for t in top {
+            t.borrow_mut().reshape(&top_shape);
+        }
+        self.num = shape[..self.channel_axis].iter().product();
+        self.bottom_dim = shape[self.channel_axis..].iter().product();
+        self.top_dim = top_shape[self.channel_axis..].iter().product();
+        self.top_spatial = output_spatial.iter().product();
+        // The GEMM runs from the convolution's input to its output.
+        let (conv_in, conv_out) = if self.reverse {
+            (&output_spatial[..], input_spatial)
+        } else {
+            (input_spatial, &output_spatial[..])
+        };
+        self.gemm.geom.input = conv_in.to_vec();
+        self.gemm.out_spatial = conv_out.iter().product();
+        let runs = workers().min(self.num).max(1);
+        let wlen = self.blobs[0].borrow().count();
+        self.scratch.resize_with(runs, Scratch::default);
+        for s in &mut self.scratch {
+            s.col.resize(self.gemm.col_len(), 0.0);
+            s.wdiff.resize(wlen, 0.0);
+        }
+        Ok(())
+    }
+
+    fn forward(&mut self, bottom: &[SharedBlob], top: &[SharedBlob]) -> Result<()> {
+        let weights = self.blobs[0].borrow();
+        let weights = weights.data();
+        let bias = self.bias_term.then(|| self.blobs[1].borrow());
+        let (gemm, reverse, spatial) = (&self.gemm, self.reverse, self.top_spatial);
+        let (bottom_dim, top_dim) = (self.bottom_dim, self.top_dim);
+        for (b, t) in bottom.iter().zip(top) {
+            let b = b.borrow();
+            let mut t = t.borrow_mut();
+            let bias = bias.as_ref().map(|b| b.data());
+            for_each_run(
+                self.num,
+                &mut self.scratch,
+                b.data(),
+                self.bottom_dim,
+                t.data_mut(),
+                self.top_dim,
+                |bs, ts, s| {
+                    for (bi, ti) in bs
+                        .chunks_exact(bottom_dim)
+                        .zip(ts.chunks_exact_mut(top_dim))
+                    {
+                        if reverse {
+                            gemm.backward_data(bi, weights, ti, &mut s.col);
+                        } else {
+                            gemm.forward(bi, weights, ti, &mut s.col);
+                        }
+                        if let Some(bias) = bias {
+                            for (plane, &bv) in ti.chunks_exact_mut(spatial).zip(bias) {
+                                plane.iter_mut().for_each(|v| *v += bv);
+                            }
+                        }
+                    }
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn backward(
+        &mut self,
+        top: &[SharedBlob],
+        propagate_down: &[bool],
+        bottom: &[SharedBlob],
+    ) -> Result<()> {
+        let (gemm, reverse, spatial, top_dim) =
+            (&self.gemm, self.reverse, self.top_spatial, self.top_dim);
+        for s in &mut self.scratch {
+            s.wdiff.fill(0.0);
+        }
+        {
+            let weights = self.blobs[0].borrow();
+            let weights = weights.data();
+            for (i, (t, b)) in top.iter().zip(bottom).enumerate() {
+                let t = t.borrow();
+                let top_diff = t.diff();
+                if self.bias_term {
+                    let mut bias = self.blobs[1].borrow_mut();
+                    let bias_diff = bias.diff_mut();
+                    for img in top_diff.chunks_exact(top_dim) {
+                        for (plane, bd) in img.chunks_exact(spatial).zip(bias_diff.iter_mut()) {
+                            *bd += plane.iter().sum::<f32>();
+                        }
+                    }
+                }
+                let down = propagate_down.get(i).copied().unwrap_or(false);
+                let mut b = b.borrow_mut();
+                // Bottom data is read and bottom diff written in the same pass.
+                let (bottom_data, bottom_diff) = b.data_and_diff_mut();
+                let bottom_dim = self.bottom_dim;
+                // Pair each image's top diff with its bottom (data, diff).
+                let images: Vec<(&[f32], &[f32])> = top_diff
+                    .chunks_exact(top_dim)
+                    .zip(bottom_data.chunks_exact(bottom_dim))
+                    .collect();
+                for_each_run(
+                    self.num,
+                    &mut self.scratch,
+                    &images,
+                    1,
+                    bottom_diff,
+                    bottom_dim,
+                    |imgs, diffs, s| {
+                        for (&(td, bd), bdiff) in
+                            imgs.iter().zip(diffs.chunks_exact_mut(bottom_dim))
+                        {
+                            if reverse {
+                                // Deconvolution: its input (for the GEMM) is the top.
+                                gemm.weight_grad(td, bd, &mut s.wdiff, &mut s.col);
+                                if down {
+                                    gemm.forward(td, weights, bdiff, &mut s.col);
+                                }
+                            } else {
+                                gemm.weight_grad(bd, td, &mut s.wdiff, &mut s.col);
+                                if down {
+                                    gemm.backward_data(td, weights, bdiff, &mut s.col);
+                                }
+                            }
+                        }
+                    },
+                );
+            }
+        }
+        // Sum the workers' accumulators in a fixed order into the weight diff.
+        let mut w = self.blobs[0].borrow_mut();
+        let wd = w.diff_mut();
+        for s in &self.scratch {
+            crate::backend::axpy(1.0, &s.wdiff, wd);
+        }
+        Ok(())
+    }
+
+    fn blobs(&self) -> &[SharedBlob] {
+        &self.blobs
+    }
+    fn blobs_mut(&mut self) -> Option<&mut Vec<SharedBlob>> {
+        Some(&mut self.blobs)
+    }
+    fn min_bottom_blobs(&self) -> Option<usize> {
+        Some(1)
+    }
+    fn min_top_blobs(&self) -> Option<usize> {
+        Some(1)
+    }
+    fn equal_num_bottom_top_blobs(&self) -> bool {
+        true
+    }
+}
