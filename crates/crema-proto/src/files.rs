@@ -24,7 +24,12 @@ fn read_text_expecting<M: protobuf::MessageFull, Other: protobuf::MessageFull>(
 ) -> Result<M> {
     match text::read_text_file::<M>(path) {
         Ok(m) => Ok(m),
-        Err(e @ ProtoError::Text { .. }) => {
+        Err(ProtoError::Text {
+            file,
+            line,
+            column,
+            message,
+        }) => {
             let is_other = std::fs::read_to_string(path)
                 .ok()
                 .is_some_and(|t| text::parse::<Other>(&t, &name_of(path)).is_ok());
@@ -32,11 +37,17 @@ fn read_text_expecting<M: protobuf::MessageFull, Other: protobuf::MessageFull>(
                 Err(ProtoError::invalid(
                     name_of(path),
                     format!(
-                        "expected a {expected} prototxt, but the file is a {other} prototxt ({e})"
+                        "expected a {expected} prototxt, but the file is a {other} prototxt \
+                         (line {line}:{column}: {message})"
                     ),
                 ))
             } else {
-                Err(e)
+                Err(ProtoError::Text {
+                    file,
+                    line,
+                    column,
+                    message,
+                })
             }
         }
         Err(e) => Err(e),
