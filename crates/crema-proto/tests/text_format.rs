@@ -2,7 +2,9 @@
 //! name the file, line and column, and the printer writes C++ TextFormat's bytes.
 use crema_proto::caffe::{Datum, NetParameter, SolverParameter};
 use crema_proto::testdata::{files_with_suffix, shared_data};
-use crema_proto::text::{c_escape, format_g, merge, parse, print, read_text_file, simple_dtoa, simple_ftoa, write_text_file};
+use crema_proto::text::{
+    c_escape, format_g, merge, parse, print, read_text_file, simple_dtoa, simple_ftoa, write_text_file,
+};
 use crema_proto::{Message, MessageFull, ProtoError};
 use protobuf::descriptor::DescriptorProto;
 
@@ -48,8 +50,7 @@ fn shared_nets_hold_what_their_text_says() {
     assert_eq!(conv1.convolution_param.kernel_size, vec![5]);
     assert_eq!(conv1.convolution_param.weight_filler.type_(), "xavier");
 
-    let v1: NetParameter =
-        read_text_file(&data.join("models/lenet_v1_everpeace/lenet_train_test.prototxt")).unwrap();
+    let v1: NetParameter = read_text_file(&data.join("models/lenet_v1_everpeace/lenet_train_test.prototxt")).unwrap();
     assert!(v1.layer.is_empty() && !v1.layers.is_empty(), "`layers {{` is the V1 field");
 
     let solver: SolverParameter =
@@ -98,7 +99,10 @@ fn errors_point_at_the_offending_token() {
             "layer { pooling_param { pool: MAXX } }",
             "net.prototxt:1:31: \"MAXX\" is not a value of enum PoolingParameter.PoolMethod",
         ),
-        ("layer { pooling_param { pool: 7 } }", "net.prototxt:1:31: 7 is not a value of enum PoolingParameter.PoolMethod"),
+        (
+            "layer { pooling_param { pool: 7 } }",
+            "net.prototxt:1:31: 7 is not a value of enum PoolingParameter.PoolMethod",
+        ),
         (
             "layer { convolution_param { num_output: 4294967296 } }",
             "net.prototxt:1:41: value 4294967296 out of range for field num_output (uint32)",
@@ -135,10 +139,7 @@ fn errors_point_at_the_offending_token() {
         ("name: \"\\x\"", "net.prototxt:1:8: \"\\x\" must be followed by hex digits"),
         ("name: 5", "net.prototxt:1:7: expected a quoted string for field name (string), found \"5\""),
         ("name: \"\\xff\"", "net.prototxt:1:7: the value of string field name is not valid UTF-8"),
-        (
-            "layer {\n  clip_param { min: 0 }\n}",
-            "net.prototxt:2:3: required field \"max\" is missing in ClipParameter",
-        ),
+        ("layer {\n  clip_param { min: 0 }\n}", "net.prototxt:2:3: required field \"max\" is missing in ClipParameter"),
         ("input_dim: 08", "net.prototxt:1:12: \"08\": a number starting with 0 is octal"),
         ("input_dim: 1x", "net.prototxt:1:12: a number must be followed by a space or a symbol, not a letter"),
         ("input_dim: 1.2.3", "net.prototxt:1:12: a number cannot have a second \".\" or a \".\" after its exponent"),
@@ -148,10 +149,7 @@ fn errors_point_at_the_offending_token() {
         ("  é: 1", "net.prototxt:1:3: expected a field name, found \"é\""),
         ("name: \"é\" \u{1}", "net.prototxt:1:11: unexpected control character 0x01"),
         ("[caffe.ext]: 1", "net.prototxt:1:1: expected a field name, found \"[\""),
-        (
-            "name: [\"a\"]",
-            "net.prototxt:1:7: field name (string) is not repeated, so it cannot take a [list]",
-        ),
+        ("name: [\"a\"]", "net.prototxt:1:7: field name (string) is not repeated, so it cannot take a [list]"),
         ("input_dim: [1 2]", "net.prototxt:1:15: expected \",\" or \"]\" in a list, found \"2\""),
         ("layer 5", "net.prototxt:1:7: expected \"{\" to open message field layer, found \"5\""),
         ("input_dim: 1.5", "net.prototxt:1:12: expected an integer for field input_dim (int32), found \"1.5\""),
@@ -168,7 +166,10 @@ fn errors_point_at_the_offending_token() {
         ("base_lr: 0x10", "solver.prototxt:1:10: expected a decimal number for field base_lr (float), found \"0x10\""),
         ("base_lr:", "solver.prototxt:1:9: expected a number for field base_lr (float), found end of file"),
         ("display: 1.5", "solver.prototxt:1:10: expected an integer for field display (int32), found \"1.5\""),
-        ("random_seed: -9223372036854775809", "solver.prototxt:1:14: value -9223372036854775809 out of range for field random_seed (int64)"),
+        (
+            "random_seed: -9223372036854775809",
+            "solver.prototxt:1:14: value -9223372036854775809 out of range for field random_seed (int64)",
+        ),
         ("solver_mode: GPUU", "solver.prototxt:1:14: \"GPUU\" is not a value of enum SolverParameter.SolverMode"),
     ];
     for (text, want) in solver_cases {
@@ -233,8 +234,7 @@ state { phase: TEST stage: "a" stage: "b" }
 
 #[test]
 fn strings_take_c_escapes_and_unicode() {
-    let net: NetParameter =
-        parse(r#"name: "\n\t\\\"\'\x41\101\a\b\f\v\r\?\u00e9é\0""#, "escapes").unwrap();
+    let net: NetParameter = parse(r#"name: "\n\t\\\"\'\x41\101\a\b\f\v\r\?\u00e9é\0""#, "escapes").unwrap();
     assert_eq!(net.name(), "\n\t\\\"'AA\x07\x08\x0c\x0b\r?éé\0");
     let datum: Datum = parse(r#"data: "\xff\000\377" channels: 3"#, "datum").unwrap();
     assert_eq!(datum.data(), &[0xFF, 0x00, 0xFF]);
@@ -499,4 +499,46 @@ fn mangled_prototxt_never_panics() {
         }
     }
     assert!(parsed > 100, "the mutations should leave some files valid ({parsed})");
+}
+
+/// Caffe's schema has no maps; protobuf's Struct stands in to show that maps
+/// print as C++ prints them (entries sorted by key) and are refused on input.
+#[test]
+fn map_fields_print_sorted_and_are_refused_by_the_parser() {
+    use protobuf::well_known_types::struct_::{Struct, Value};
+    let mut s = Struct::new();
+    for key in ["b", "a", "c"] {
+        let mut v = Value::new();
+        v.set_bool_value(key == "a");
+        s.fields.insert(key.to_string(), v);
+    }
+    let want = "fields {\n  key: \"a\"\n  value {\n    bool_value: true\n  }\n}\n\
+                fields {\n  key: \"b\"\n  value {\n    bool_value: false\n  }\n}\n\
+                fields {\n  key: \"c\"\n  value {\n    bool_value: false\n  }\n}\n";
+    assert_eq!(print(&s), want);
+    let err = parse::<Struct>("fields { key: \"a\" }", "map").unwrap_err().to_string();
+    assert_eq!(err, "map:1:1: map field \"fields\" is not supported");
+}
+
+#[test]
+fn unknown_bytes_holding_groups_or_deep_messages_print_like_cpp() {
+    let mut net = NetParameter::new();
+    // A group (field 1) holding varint field 2, then a group closed by the wrong number.
+    net.mut_unknown_fields().add_length_delimited(1000, vec![0x0B, 0x10, 0x05, 0x0C]);
+    net.mut_unknown_fields().add_length_delimited(1001, vec![0x0B, 0x10, 0x05, 0x14]);
+    assert_eq!(print(&net), "1000 {\n  1 {\n    2: 5\n  }\n}\n1001: \"\\013\\020\\005\\024\"\n");
+
+    // Twelve messages nested in bytes: C++ tries ten levels, then prints a string.
+    let mut bytes = vec![0x08, 0x01];
+    for _ in 0..11 {
+        let mut outer = vec![0x12, bytes.len() as u8];
+        outer.extend_from_slice(&bytes);
+        bytes = outer;
+    }
+    let mut net = NetParameter::new();
+    net.mut_unknown_fields().add_length_delimited(1000, bytes);
+    let text = print(&net);
+    assert_eq!(text.matches(" {\n").count(), 10, "{text}");
+    let string_line = text.lines().find(|l| l.contains(": \"")).unwrap();
+    assert_eq!(string_line, format!("{}2: \"\\022\\002\\010\\001\"", "  ".repeat(10)));
 }

@@ -292,7 +292,10 @@ impl<'a> Lexer<'a> {
                     _ => None,
                 };
                 let Some(ch) = code else {
-                    return Err(self.error(at, format!("\"\\{}\" must be followed by {width} hex digits of a Unicode code point", c as char)));
+                    return Err(self.error(
+                        at,
+                        format!("\"\\{}\" must be followed by {width} hex digits of a Unicode code point", c as char),
+                    ));
                 };
                 out.extend_from_slice(ch.encode_utf8(&mut [0; 4]).as_bytes());
             }

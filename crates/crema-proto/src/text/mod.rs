@@ -6,6 +6,9 @@
 //! line:column. Printing reproduces TextFormat::Print byte for byte: fields in
 //! number order, set fields only, two-space indentation, enums by name, C-escaped
 //! strings, floats through SimpleFtoa and doubles through SimpleDtoa.
+//!
+//! Error columns count characters (a tab is one column). Map fields, which
+//! Caffe's schema does not have, print but are refused by the parser.
 use std::path::Path;
 
 use protobuf::descriptor::field_descriptor_proto::Type;

@@ -60,10 +60,9 @@ impl<'a> Parser<'a> {
             return Err(self.lx.error(name.pos, format!("no field \"{}\" in {}", name.text, message_name(&desc))));
         };
         if self.forbid_overwrite && !field.is_repeated_or_map() && field.has_field(&*msg) {
-            return Err(self.lx.error(
-                name.pos,
-                format!("field \"{}\" is given more than once, but it is not repeated", name.text),
-            ));
+            return Err(self
+                .lx
+                .error(name.pos, format!("field \"{}\" is given more than once, but it is not repeated", name.text)));
         }
         match field.runtime_field_type() {
             RuntimeFieldType::Map(..) => {
@@ -219,10 +218,9 @@ impl<'a> Parser<'a> {
         let desc = msg.descriptor_dyn();
         for f in desc.fields() {
             if f.is_required() && !f.has_field(msg) {
-                return Err(self.lx.error(
-                    pos,
-                    format!("required field \"{}\" is missing in {}", f.name(), message_name(&desc)),
-                ));
+                return Err(self
+                    .lx
+                    .error(pos, format!("required field \"{}\" is missing in {}", f.name(), message_name(&desc))));
             }
         }
         Ok(())
@@ -244,10 +242,9 @@ impl<'a> Parser<'a> {
                 match String::from_utf8(bytes) {
                     Ok(s) => ReflectValueBox::String(s),
                     Err(_) => {
-                        return Err(self.lx.error(
-                            pos,
-                            format!("the value of string field {} is not valid UTF-8", field.name()),
-                        ))
+                        return Err(self
+                            .lx
+                            .error(pos, format!("the value of string field {} is not valid UTF-8", field.name())))
                     }
                 }
             }
@@ -264,7 +261,12 @@ impl<'a> Parser<'a> {
     fn expected(&self, what: &str, field: &FieldDescriptor, found: &Token) -> ProtoError {
         self.lx.error(
             found.pos,
-            format!("expected {what} for field {} ({}), found {}", field.name(), field_type_name(field), found.describe()),
+            format!(
+                "expected {what} for field {} ({}), found {}",
+                field.name(),
+                field_type_name(field),
+                found.describe()
+            ),
         )
     }
 

@@ -1,5 +1,6 @@
 //! The prototxt printer: C++ TextFormat::Print's layout, byte for byte, so a net
 //! or solver crema writes reads (and diffs) like one Caffe wrote.
+use std::cmp::Ordering;
 use std::fmt::Write;
 
 use protobuf::reflect::{ReflectFieldRef, ReflectValueRef};
@@ -25,9 +26,12 @@ pub(super) fn print_message(msg: &dyn MessageDyn, indent: usize, out: &mut Strin
                     print_field(f.name(), v, indent, out);
                 }
             }
-            // Caffe's schema has no maps; a map prints as C++ prints its entries.
+            // Caffe's schema has no maps; a map prints as C++ prints it, as
+            // key/value entries sorted by key.
             ReflectFieldRef::Map(m) => {
-                for (k, v) in &m {
+                let mut entries: Vec<_> = (&m).into_iter().collect();
+                entries.sort_by(|a, b| map_key_order(&a.0, &b.0));
+                for (k, v) in entries {
                     pad(indent, out);
                     out.push_str(f.name());
                     out.push_str(" {\n");
@@ -40,6 +44,19 @@ pub(super) fn print_message(msg: &dyn MessageDyn, indent: usize, out: &mut Strin
         }
     }
     print_unknown(msg.special_fields_dyn().unknown_fields(), indent, out);
+}
+
+/// Map keys are integers, bools or strings; C++ orders each by value.
+fn map_key_order(a: &ReflectValueRef, b: &ReflectValueRef) -> Ordering {
+    match (a, b) {
+        (ReflectValueRef::I32(x), ReflectValueRef::I32(y)) => x.cmp(y),
+        (ReflectValueRef::I64(x), ReflectValueRef::I64(y)) => x.cmp(y),
+        (ReflectValueRef::U32(x), ReflectValueRef::U32(y)) => x.cmp(y),
+        (ReflectValueRef::U64(x), ReflectValueRef::U64(y)) => x.cmp(y),
+        (ReflectValueRef::Bool(x), ReflectValueRef::Bool(y)) => x.cmp(y),
+        (ReflectValueRef::String(x), ReflectValueRef::String(y)) => x.cmp(y),
+        _ => Ordering::Equal,
+    }
 }
 
 fn pad(indent: usize, out: &mut String) {
@@ -94,14 +111,14 @@ enum Wire<'a> {
     Fixed32(u32),
     Fixed64(u64),
     Bytes(&'a [u8]),
-    Group(Vec<(u32, Wire<'a>)>),
+    Group(WireFields<'a>),
 }
 
 /// Unknown fields after the known ones, by number: rust-protobuf keeps them in
 /// a hash map, so the wire order is gone and number order is the stable choice
 /// (the same one binary.rs makes when writing them back).
 fn print_unknown(fields: &UnknownFields, indent: usize, out: &mut String) {
-    let mut all: Vec<(u32, Wire)> = fields
+    let mut all: WireFields = fields
         .iter()
         .map(|(n, v)| {
             let w = match v {
@@ -155,20 +172,19 @@ fn print_wire(fields: &[(u32, Wire)], indent: usize, budget: usize, out: &mut St
     }
 }
 
+/// Fields read from the wire, in wire order.
+type WireFields<'a> = Vec<(u32, Wire<'a>)>;
+
 /// Decodes `bytes` as a whole message of unknown fields, groups nested at most
 /// `group_budget` deep; None when they are not one.
-fn decode_wire(bytes: &[u8], group_budget: usize) -> Option<Vec<(u32, Wire<'_>)>> {
+fn decode_wire(bytes: &[u8], group_budget: usize) -> Option<WireFields<'_>> {
     let mut at = 0;
     let (fields, end_group) = decode_fields(bytes, &mut at, group_budget)?;
     (end_group.is_none() && at == bytes.len()).then_some(fields)
 }
 
 /// Reads fields until the input ends or an end-group tag (whose number is returned).
-fn decode_fields<'a>(
-    bytes: &'a [u8],
-    at: &mut usize,
-    group_budget: usize,
-) -> Option<(Vec<(u32, Wire<'a>)>, Option<u32>)> {
+fn decode_fields<'a>(bytes: &'a [u8], at: &mut usize, group_budget: usize) -> Option<(WireFields<'a>, Option<u32>)> {
     let mut fields = Vec::new();
     while *at < bytes.len() {
         let tag = u32::try_from(varint(bytes, at)?).ok()?;
