@@ -28,17 +28,17 @@ impl Net {
     /// Like `from_param`, with layers made by `factory` (layers outside the
     /// registry: tests, experiments).
     pub fn from_param_with(in_param: &NetParameter, factory: LayerFactory) -> Result<Net> {
-        if !in_param.input.is_empty()
-            || !in_param.input_shape.is_empty()
-            || !in_param.input_dim.is_empty()
-        {
-            return Err(Error::Net {
-                net: in_param.name().to_string(),
-                message: "legacy 'input' fields: upgrade the net first (its inputs become an Input layer), \
-                          as Net::from_file does"
-                    .into(),
-            });
-        }
+        // Legacy nets given in memory (V0/V1 layers, net-level inputs) get
+        // the upgrade that reading them from a file would have applied.
+        let upgraded;
+        let in_param = if crema_proto::upgrade::needs_upgrade(in_param) {
+            let mut p = in_param.clone();
+            crema_proto::upgrade::upgrade_net(&mut p, &format!("net '{}'", in_param.name()))?;
+            upgraded = p;
+            &upgraded
+        } else {
+            in_param
+        };
         let phase = in_param.state.get_or_default().phase();
         let filtered = filter::filter_net(in_param)?;
         log::info!(

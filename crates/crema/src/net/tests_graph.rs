@@ -313,3 +313,19 @@ fn construction_logs_read_like_caffes() {
     ];
     assert_eq!(&lines[2..], &expected[..]);
 }
+
+#[test]
+fn legacy_net_inputs_in_memory_become_an_input_layer() {
+    let p = parse(
+        r#"name: "old" input: "data" input_shape { dim: 2 dim: 3 }
+        layer { name: "ip" type: "TestAffine" bottom: "data" top: "ip"
+                inner_product_param { num_output: 1 weight_filler { value: 1 } } }"#,
+    );
+    let mut net = Net::from_param_with(&p, &super::tests::test_factory).unwrap();
+    assert_eq!(net.layer_params()[0].type_(), "Input");
+    assert_eq!(net.input_blobs().len(), 1);
+    assert_eq!(net.input_blobs()[0].borrow().shape(), &[2, 3]);
+    set(&net, "data", &[1., 2., 3., 4., 5., 6.]);
+    net.forward().unwrap();
+    assert_close(net.blob_by_name("ip").unwrap().borrow().data(), &[6.0, 15.0]);
+}

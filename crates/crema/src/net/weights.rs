@@ -10,23 +10,7 @@ use crate::error::{Error, Result};
 
 /// The prototxt text of a net, as Caffe's DebugString logs it.
 pub(super) fn print_param(param: &NetParameter) -> String {
-    protobuf::text_format::print_to_string_pretty(param)
-}
-
-/// Reads a prototxt net, upgraded to today's format.
-fn read_net_text(path: &Path) -> Result<NetParameter> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Other(format!("cannot read net file {}: {e}", path.display())))?;
-    protobuf::text_format::parse_from_str(&text)
-        .map_err(|e| Error::Other(format!("cannot parse net file {}: {e}", path.display())))
-}
-
-/// Reads a binary caffemodel, upgraded to today's format.
-fn read_net_binary(path: &Path) -> Result<NetParameter> {
-    Ok(crema_proto::binary::read_binary(
-        path,
-        "caffemodel (NetParameter)",
-    )?)
+    crema_proto::text::print(param)
 }
 
 impl Net {
@@ -38,7 +22,7 @@ impl Net {
         level: i32,
         stages: &[String],
     ) -> Result<Net> {
-        let mut param = read_net_text(path.as_ref())?;
+        let mut param = crema_proto::files::read_net_text(path.as_ref())?;
         let state = param.state.mut_or_insert_default();
         state.set_phase(phase);
         state.stage.extend(stages.iter().cloned());
@@ -50,6 +34,15 @@ impl Net {
     /// layer of this net; other source layers are ignored. Stored shapes must
     /// match (legacy 4-D num/channels/height/width shapes are accepted).
     pub fn copy_trained_layers_from(&mut self, param: &NetParameter) -> Result<()> {
+        let upgraded;
+        let param = if crema_proto::upgrade::needs_upgrade(param) {
+            let mut p = param.clone();
+            crema_proto::upgrade::upgrade_net(&mut p, "trained net parameters")?;
+            upgraded = p;
+            &upgraded
+        } else {
+            param
+        };
         for source in &param.layer {
             let name = source.name();
             let Some(&target) = self.layer_names_index.get(name) else {
@@ -101,7 +94,7 @@ impl Net {
                 path.display()
             )));
         }
-        let param = read_net_binary(path)?;
+        let param = crema_proto::files::read_net_binary(path)?;
         self.copy_trained_layers_from(&param)
     }
 
