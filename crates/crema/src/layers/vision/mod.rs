@@ -5,9 +5,12 @@ use super::LayerCtor;
 mod conv_base;
 pub mod convolution;
 pub mod deconvolution;
+pub mod pooling;
 
 #[cfg(test)]
 mod conv_tests;
+#[cfg(test)]
+mod pooling_tests;
 #[cfg(test)]
 mod testutil;
 
@@ -15,4 +18,5 @@ mod testutil;
 pub const REGISTRY: &[(&str, LayerCtor)] = &[
     ("Convolution", convolution::ConvolutionLayer::new),
     ("Deconvolution", deconvolution::DeconvolutionLayer::new),
+    ("Pooling", pooling::PoolingLayer::new),
 ];
