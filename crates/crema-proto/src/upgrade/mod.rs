@@ -28,7 +28,8 @@ pub fn needs_upgrade(net: &NetParameter) -> bool {
 /// Upgrades `net` in place to the current format; `source_name` (the file)
 /// is used in logs and errors. Returns whether anything changed. A net that
 /// mixes current `layer` and V1 `layers` blocks is refused: Caffe would drop
-/// the `layer` blocks, which is never what the author meant.
+/// the `layer` blocks, which is never what the author meant. After an error,
+/// `net` may be partly upgraded; callers discard it.
 pub fn upgrade_net(net: &mut NetParameter, source_name: &str) -> Result<bool> {
     if !net.layer.is_empty() && !net.layers.is_empty() {
         return Err(ProtoError::invalid(

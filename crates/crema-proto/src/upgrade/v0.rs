@@ -437,3 +437,102 @@ fn map_data_fields(v0: &V0LayerParameter, out: &mut V1LayerParameter, ctx: &Ctx)
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v0_net(text: &str) -> NetParameter {
+        crate::text::parse(text, "v0.prototxt").unwrap()
+    }
+
+    #[test]
+    fn image_window_concat_and_hdf5_fields_find_their_v1_params() {
+        let net = v0_net(
+            r#"layers { layer { name: "img" type: "images" source: "list" batchsize: 4 shuffle_images: true
+                                new_height: 256 new_width: 128 rand_skip: 3 } top: "img" top: "lbl" }
+               layers { layer { name: "win" type: "window_data" source: "w" det_fg_threshold: 0.6
+                                det_bg_threshold: 0.4 det_fg_fraction: 0.3 det_context_pad: 16
+                                det_crop_mode: "square" } top: "win" top: "wl" }
+               layers { layer { name: "cat" type: "concat" concat_dim: 0 } bottom: "img" bottom: "win" top: "cat" }
+               layers { layer { name: "out" type: "hdf5_output" hdf5_output_param { file_name: "o.h5" } }
+                        bottom: "cat" bottom: "lbl" }
+               layers { layer { name: "drop" type: "dropout" dropout_ratio: 0.3 } bottom: "cat" top: "cat" }"#,
+        );
+        let v1 = upgrade_v0_net(&net, "v0.prototxt").unwrap();
+        let [img, win, cat, out, drop] = &v1.layers[..] else {
+            panic!("five layers")
+        };
+        assert_eq!(img.type_(), LayerType::IMAGE_DATA);
+        let p = &img.image_data_param;
+        assert_eq!(
+            (
+                p.source(),
+                p.batch_size(),
+                p.shuffle(),
+                p.new_height(),
+                p.new_width()
+            ),
+            ("list", 4, true, 256, 128)
+        );
+        assert_eq!(p.rand_skip(), 3);
+        assert_eq!(win.type_(), LayerType::WINDOW_DATA);
+        let w = &win.window_data_param;
+        assert_eq!(
+            (w.fg_threshold(), w.bg_threshold(), w.fg_fraction()),
+            (0.6, 0.4, 0.3)
+        );
+        assert_eq!(
+            (w.context_pad(), w.crop_mode(), w.source()),
+            (16, "square", "w")
+        );
+        assert_eq!(
+            (cat.type_(), cat.concat_param.concat_dim()),
+            (LayerType::CONCAT, 0)
+        );
+        assert_eq!(
+            (out.type_(), out.hdf5_output_param.file_name()),
+            (LayerType::HDF5_OUTPUT, "o.h5")
+        );
+        assert_eq!(
+            (drop.type_(), drop.dropout_param.dropout_ratio()),
+            (LayerType::DROPOUT, 0.3)
+        );
+        assert!(v1.layers.iter().all(|l| l.layer.is_none()));
+    }
+
+    #[test]
+    fn padding_fed_by_a_net_input_pads_the_pooling_layer() {
+        let net = v0_net(
+            r#"input: "x" input_dim: 1 input_dim: 1 input_dim: 4 input_dim: 4
+               layers { layer { name: "p" type: "padding" pad: 1 } bottom: "x" top: "px" }
+               layers { layer { name: "pool" type: "pool" pool: STOCHASTIC kernelsize: 2 } bottom: "px" top: "y" }"#,
+        );
+        let v1 = upgrade_v0_net(&net, "v0.prototxt").unwrap();
+        assert_eq!(v1.layers.len(), 1);
+        let pool = &v1.layers[0];
+        assert_eq!(pool.bottom, vec!["x".to_string()]);
+        let pp = &pool.pooling_param;
+        assert_eq!(
+            (pp.pad(), pp.kernel_size(), pp.pool()),
+            (1, 2, pooling_parameter::PoolMethod::STOCHASTIC)
+        );
+        assert_eq!(
+            (v1.input.clone(), v1.input_dim.clone()),
+            (vec!["x".to_string()], vec![1, 1, 4, 4])
+        );
+    }
+
+    #[test]
+    fn unknown_bottom_and_mixed_v0_v1_layers_are_errors() {
+        let net = v0_net(r#"layers { layer { name: "r" type: "relu" } bottom: "ghost" top: "r" }"#);
+        let e = upgrade_v0_net(&net, "v0.prototxt").unwrap_err().to_string();
+        assert!(e.contains("'r'") && e.contains("ghost"), "{e}");
+        let net = v0_net(
+            r#"layers { layer { name: "a" type: "relu" } bottom: "x" top: "a" }
+               layers { name: "b" type: RELU bottom: "a" top: "b" }"#,
+        );
+        let e = upgrade_v0_net(&net, "v0.prototxt").unwrap_err().to_string();
+        assert!(e.contains("'b' (#1)") && e.contains("mixes formats"), "{e}");
+    }
+}
