@@ -327,5 +327,39 @@ fn legacy_net_inputs_in_memory_become_an_input_layer() {
     assert_eq!(net.input_blobs()[0].borrow().shape(), &[2, 3]);
     set(&net, "data", &[1., 2., 3., 4., 5., 6.]);
     net.forward().unwrap();
-    assert_close(net.blob_by_name("ip").unwrap().borrow().data(), &[6.0, 15.0]);
+    assert_close(
+        net.blob_by_name("ip").unwrap().borrow().data(),
+        &[6.0, 15.0],
+    );
+}
+
+#[test]
+fn lenet_train_test_filters_to_caffes_train_and_test_nets() {
+    let Some(root) = crema_proto::testdata::shared_data() else {
+        println!("skipped: shared data not found");
+        return;
+    };
+    use crema_proto::caffe::Phase;
+    let path = root.join("models/lenet_summerlife/lenet_train_test.prototxt");
+    let mut p = crema_proto::files::read_net_text(&path).unwrap();
+    p.state.mut_or_insert_default().set_phase(Phase::TRAIN);
+    let train = filter_net(&p).unwrap();
+    let expected = [
+        "mnist", "conv1", "pool1", "conv2", "pool2", "ip1", "relu1", "ip2", "loss",
+    ];
+    assert_eq!(names(&train), expected);
+    p.state.mut_or_insert_default().set_phase(Phase::TEST);
+    let test = filter_net(&p).unwrap();
+    let expected = [
+        "mnist", "conv1", "pool1", "conv2", "pool2", "ip1", "relu1", "ip2", "accuracy", "loss",
+    ];
+    assert_eq!(names(&test), expected);
+    assert_eq!(test.layer[0].include[0].phase(), Phase::TEST);
+    // In TEST, ip2 feeds both accuracy and loss, and the label too: two splits.
+    let split = insert_splits(&test).unwrap();
+    let splits: Vec<String> = names(&split)
+        .into_iter()
+        .filter(|n| n.ends_with("_split"))
+        .collect();
+    assert_eq!(splits, ["label_mnist_1_split", "ip2_ip2_0_split"]);
 }
