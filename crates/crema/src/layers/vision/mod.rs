@@ -5,6 +5,7 @@ use super::LayerCtor;
 mod conv_base;
 pub mod convolution;
 pub mod deconvolution;
+pub mod lrn;
 pub mod pooling;
 
 #[cfg(test)]
@@ -19,4 +20,5 @@ pub const REGISTRY: &[(&str, LayerCtor)] = &[
     ("Convolution", convolution::ConvolutionLayer::new),
     ("Deconvolution", deconvolution::DeconvolutionLayer::new),
     ("Pooling", pooling::PoolingLayer::new),
+    ("LRN", lrn::LRNLayer::new),
 ];
