@@ -5,6 +5,7 @@ use super::LayerCtor;
 mod conv_base;
 pub mod convolution;
 pub mod deconvolution;
+pub mod inner_product;
 pub mod lrn;
 pub mod pooling;
 
@@ -21,4 +22,5 @@ pub const REGISTRY: &[(&str, LayerCtor)] = &[
     ("Deconvolution", deconvolution::DeconvolutionLayer::new),
     ("Pooling", pooling::PoolingLayer::new),
     ("LRN", lrn::LRNLayer::new),
+    ("InnerProduct", inner_product::InnerProductLayer::new),
 ];
