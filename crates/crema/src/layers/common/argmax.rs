@@ -23,7 +23,7 @@ pub struct ArgMaxLayer {
 }
 
 impl ArgMaxLayer {
-    pub fn new(param: &LayerParameter) -> Result<Box<dyn Layer>> {
+    pub fn create(param: &LayerParameter) -> Result<Box<dyn Layer>> {
         let ap = &param.argmax_param;
         ensure!(param, ap.top_k() >= 1, "top k must not be less than 1.");
         Ok(Box::new(ArgMaxLayer {
@@ -37,11 +37,14 @@ impl ArgMaxLayer {
 }
 
 /// Larger value first; among equal values the larger index first, the order
-/// of sorting (value, index) pairs descending as Caffe does.
+/// of sorting (value, index) pairs descending as Caffe does. NaN ranks above
+/// every number so the order stays total (Rust's sorts require it).
 fn descending(a: &(f32, usize), b: &(f32, usize)) -> Ordering {
-    b.0.partial_cmp(&a.0)
-        .unwrap_or(Ordering::Equal)
-        .then(b.1.cmp(&a.1))
+    let by_value = match b.0.partial_cmp(&a.0) {
+        Some(o) => o,
+        None => a.0.is_nan().cmp(&b.0.is_nan()).reverse(),
+    };
+    by_value.then(b.1.cmp(&a.1))
 }
 
 impl Layer for ArgMaxLayer {
@@ -164,6 +167,7 @@ impl Layer for ArgMaxLayer {
 }
 
 #[cfg(test)]
+#[allow(clippy::cloned_ref_to_slice_refs)] // `&[blob.clone()]` reads best in tests
 mod tests {
     use super::super::testutil::*;
 
@@ -233,6 +237,17 @@ mod tests {
             &[t.clone()],
         );
         assert_eq!(t.borrow().data(), &[1.0, 0.0]);
+    }
+
+    #[test]
+    fn nan_ranks_first_without_panicking() {
+        let t = empty();
+        run(
+            &mut *layer(&argmax(false, 3, None)),
+            &[blob(&[1, 4], &[1.0, f32::NAN, 3.0, f32::NAN])],
+            &[t.clone()],
+        );
+        assert_eq!(t.borrow().data(), &[3.0, 1.0, 2.0]);
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub struct ConcatLayer {
 }
 
 impl ConcatLayer {
-    pub fn new(param: &LayerParameter) -> Result<Box<dyn Layer>> {
+    pub fn create(param: &LayerParameter) -> Result<Box<dyn Layer>> {
         Ok(Box::new(ConcatLayer {
             param: param.clone(),
             dims: Vec::new(),
@@ -138,6 +138,7 @@ impl Layer for ConcatLayer {
 }
 
 #[cfg(test)]
+#[allow(clippy::cloned_ref_to_slice_refs)] // `&[blob.clone()]` reads best in tests
 mod tests {
     use super::super::testutil::*;
     use crate::gradient_check::{fill_uniform, GradientChecker};

@@ -22,7 +22,7 @@ pub struct EltwiseLayer {
 }
 
 impl EltwiseLayer {
-    pub fn new(param: &LayerParameter) -> Result<Box<dyn Layer>> {
+    pub fn create(param: &LayerParameter) -> Result<Box<dyn Layer>> {
         let ep = &param.eltwise_param;
         Ok(Box::new(EltwiseLayer {
             param: param.clone(),
@@ -50,7 +50,7 @@ impl Layer for EltwiseLayer {
         );
         ensure!(
             p,
-            !(self.op == EltwiseOp::PROD && !coeff.is_empty()),
+            self.op != EltwiseOp::PROD || coeff.is_empty(),
             "Eltwise layer only takes coefficients for summation."
         );
         self.coeffs = if coeff.is_empty() {
@@ -185,6 +185,7 @@ impl Layer for EltwiseLayer {
 }
 
 #[cfg(test)]
+#[allow(clippy::cloned_ref_to_slice_refs)] // `&[blob.clone()]` reads best in tests
 mod tests {
     use crema_proto::caffe::eltwise_parameter::EltwiseOp;
 

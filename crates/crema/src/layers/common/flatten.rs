@@ -16,7 +16,7 @@ pub struct FlattenLayer {
 }
 
 impl FlattenLayer {
-    pub fn new(param: &LayerParameter) -> Result<Box<dyn Layer>> {
+    pub fn create(param: &LayerParameter) -> Result<Box<dyn Layer>> {
         Ok(Box::new(FlattenLayer {
             param: param.clone(),
         }))
@@ -85,6 +85,7 @@ impl Layer for FlattenLayer {
 }
 
 #[cfg(test)]
+#[allow(clippy::cloned_ref_to_slice_refs)] // `&[blob.clone()]` reads best in tests
 mod tests {
     use super::super::testutil::*;
     use crate::gradient_check::{fill_uniform, GradientChecker};

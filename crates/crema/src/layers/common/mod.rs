@@ -23,14 +23,14 @@ pub(crate) mod testutil;
 
 /// Type names and constructors of this group's layers.
 pub const REGISTRY: &[(&str, LayerCtor)] = &[
-    ("ArgMax", argmax::ArgMaxLayer::new),
-    ("Concat", concat::ConcatLayer::new),
-    ("Eltwise", eltwise::EltwiseLayer::new),
-    ("Flatten", flatten::FlattenLayer::new),
-    ("Reshape", reshape::ReshapeLayer::new),
-    ("Silence", silence::SilenceLayer::new),
-    ("Slice", slice::SliceLayer::new),
-    ("Softmax", softmax::SoftmaxLayer::new),
+    ("ArgMax", argmax::ArgMaxLayer::create),
+    ("Concat", concat::ConcatLayer::create),
+    ("Eltwise", eltwise::EltwiseLayer::create),
+    ("Flatten", flatten::FlattenLayer::create),
+    ("Reshape", reshape::ReshapeLayer::create),
+    ("Silence", silence::SilenceLayer::create),
+    ("Slice", slice::SliceLayer::create),
+    ("Softmax", softmax::SoftmaxLayer::create),
 ];
 
 /// A possibly negative axis made absolute, with the layer named in the error.

@@ -23,7 +23,7 @@ pub struct ReshapeLayer {
 }
 
 impl ReshapeLayer {
-    pub fn new(param: &LayerParameter) -> Result<Box<dyn Layer>> {
+    pub fn create(param: &LayerParameter) -> Result<Box<dyn Layer>> {
         let mut copy_axes = Vec::new();
         let mut inferred_axis = None;
         let mut constant_count = 1usize;
@@ -115,8 +115,14 @@ impl Layer for ReshapeLayer {
             for &c in &self.copy_axes {
                 explicit *= shape[start + c];
             }
-            ensure!(p, explicit != 0 && b.count() % explicit == 0, "bottom count ({}) must be divisible by the product of the specified dimensions ({explicit})", b.count());
-            shape[start + i] = b.count() / explicit;
+            let inferred = b.count().checked_div(explicit).unwrap_or(0);
+            ensure!(
+                p,
+                explicit != 0 && inferred * explicit == b.count(),
+                "bottom count ({}) must be divisible by the product of the specified dimensions ({explicit})",
+                b.count()
+            );
+            shape[start + i] = inferred;
         }
         let count: usize = shape.iter().product();
         ensure!(
@@ -165,6 +171,7 @@ impl Layer for ReshapeLayer {
 }
 
 #[cfg(test)]
+#[allow(clippy::cloned_ref_to_slice_refs)] // `&[blob.clone()]` reads best in tests
 mod tests {
     use super::super::testutil::*;
     use crate::gradient_check::{fill_uniform, GradientChecker};
@@ -272,7 +279,9 @@ mod tests {
     #[test]
     fn reshape_errors_match_caffes() {
         let b = [2, 8];
-        let cases: &[(&[i64], Option<i32>, Option<i32>, &str)] = &[
+        // (shape dims, axis, num_axes, expected message)
+        type Case<'a> = (&'a [i64], Option<i32>, Option<i32>, &'a str);
+        let cases: &[Case] = &[
             (&[-1, -1], None, None, "multiple -1"),
             (&[2, -2], None, None, "dims must be positive"),
             (&[3, -1], None, None, "must be divisible"),

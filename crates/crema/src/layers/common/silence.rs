@@ -10,7 +10,7 @@ use crate::layers::Layer;
 pub struct SilenceLayer;
 
 impl SilenceLayer {
-    pub fn new(_param: &LayerParameter) -> Result<Box<dyn Layer>> {
+    pub fn create(_param: &LayerParameter) -> Result<Box<dyn Layer>> {
         Ok(Box::new(SilenceLayer))
     }
 }
@@ -50,6 +50,7 @@ impl Layer for SilenceLayer {
 }
 
 #[cfg(test)]
+#[allow(clippy::cloned_ref_to_slice_refs)] // `&[blob.clone()]` reads best in tests
 mod tests {
     use super::super::testutil::*;
 

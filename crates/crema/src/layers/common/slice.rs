@@ -19,7 +19,7 @@ pub struct SliceLayer {
 }
 
 impl SliceLayer {
-    pub fn new(param: &LayerParameter) -> Result<Box<dyn Layer>> {
+    pub fn create(param: &LayerParameter) -> Result<Box<dyn Layer>> {
         Ok(Box::new(SliceLayer {
             param: param.clone(),
             dims: Vec::new(),
@@ -100,7 +100,7 @@ impl Layer for SliceLayer {
         } else {
             ensure!(
                 p,
-                dim % top.len() == 0,
+                dim / top.len() * top.len() == dim,
                 "Number of top blobs ({}) should evenly divide input slice axis ({dim})",
                 top.len()
             );
@@ -172,6 +172,7 @@ impl Layer for SliceLayer {
 }
 
 #[cfg(test)]
+#[allow(clippy::cloned_ref_to_slice_refs)] // `&[blob.clone()]` reads best in tests
 mod tests {
     use super::super::testutil::*;
     use crate::gradient_check::{fill_uniform, GradientChecker};

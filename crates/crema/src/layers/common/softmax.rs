@@ -19,7 +19,7 @@ pub struct SoftmaxLayer {
 }
 
 impl SoftmaxLayer {
-    pub fn new(param: &LayerParameter) -> Result<Box<dyn Layer>> {
+    pub fn create(param: &LayerParameter) -> Result<Box<dyn Layer>> {
         Ok(Box::new(SoftmaxLayer {
             param: param.clone(),
             outer: 0,
@@ -128,6 +128,7 @@ impl Layer for SoftmaxLayer {
 }
 
 #[cfg(test)]
+#[allow(clippy::cloned_ref_to_slice_refs)] // `&[blob.clone()]` reads best in tests
 mod tests {
     use super::super::testutil::*;
     use crate::gradient_check::{fill_uniform, GradientChecker};

@@ -24,7 +24,7 @@ pub struct AccuracyLayer {
 }
 
 impl AccuracyLayer {
-    pub fn new(param: &LayerParameter) -> Result<Box<dyn Layer>> {
+    pub fn create(param: &LayerParameter) -> Result<Box<dyn Layer>> {
         let ap = &param.accuracy_param;
         Ok(Box::new(AccuracyLayer {
             param: param.clone(),
@@ -139,6 +139,7 @@ impl Layer for AccuracyLayer {
 }
 
 #[cfg(test)]
+#[allow(clippy::cloned_ref_to_slice_refs)] // `&[blob.clone()]` reads best in tests
 mod tests {
     use crema_proto::caffe::LayerParameter;
 

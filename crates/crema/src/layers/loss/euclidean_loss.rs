@@ -16,7 +16,7 @@ pub struct EuclideanLossLayer {
 }
 
 impl EuclideanLossLayer {
-    pub fn new(param: &LayerParameter) -> Result<Box<dyn Layer>> {
+    pub fn create(param: &LayerParameter) -> Result<Box<dyn Layer>> {
         Ok(Box::new(EuclideanLossLayer {
             param: param.clone(),
             diff: Vec::new(),
@@ -96,6 +96,7 @@ impl Layer for EuclideanLossLayer {
 }
 
 #[cfg(test)]
+#[allow(clippy::cloned_ref_to_slice_refs)] // `&[blob.clone()]` reads best in tests
 mod tests {
     use crate::gradient_check::{fill_uniform, GradientChecker};
     use crate::layers::common::testutil::*;

@@ -14,9 +14,12 @@ pub mod softmax_loss;
 
 /// Type names and constructors of this group's layers.
 pub const REGISTRY: &[(&str, LayerCtor)] = &[
-    ("Accuracy", accuracy::AccuracyLayer::new),
-    ("EuclideanLoss", euclidean_loss::EuclideanLossLayer::new),
-    ("SoftmaxWithLoss", softmax_loss::SoftmaxWithLossLayer::new),
+    ("Accuracy", accuracy::AccuracyLayer::create),
+    ("EuclideanLoss", euclidean_loss::EuclideanLossLayer::create),
+    (
+        "SoftmaxWithLoss",
+        softmax_loss::SoftmaxWithLossLayer::create,
+    ),
 ];
 
 /// The check every Caffe loss layer makes first: both bottoms share axis 0.

@@ -30,7 +30,7 @@ pub struct SoftmaxWithLossLayer {
 }
 
 impl SoftmaxWithLossLayer {
-    pub fn new(param: &LayerParameter) -> Result<Box<dyn Layer>> {
+    pub fn create(param: &LayerParameter) -> Result<Box<dyn Layer>> {
         let lp = &param.loss_param;
         let normalization = if !lp.has_normalization() && lp.has_normalize() {
             if lp.normalize() {
@@ -189,6 +189,7 @@ impl Layer for SoftmaxWithLossLayer {
 }
 
 #[cfg(test)]
+#[allow(clippy::cloned_ref_to_slice_refs)] // `&[blob.clone()]` reads best in tests
 mod tests {
     use crema_proto::caffe::loss_parameter::NormalizationMode;
     use crema_proto::caffe::LayerParameter;
@@ -288,6 +289,21 @@ mod tests {
                 assert_close(&grad, &want, 1e-6);
             }
         }
+    }
+
+    #[test]
+    fn all_labels_ignored_gives_zero_loss_not_nan() {
+        let p = normalization_case(NormalizationMode::VALID, true);
+        let (loss, grad) = loss_and_grad(
+            &p,
+            &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            &[2, 3],
+            &[2.0, 2.0],
+            &[2],
+            1.0,
+        );
+        assert_eq!(loss, 0.0);
+        assert!(grad.iter().all(|&g| g == 0.0));
     }
 
     #[test]

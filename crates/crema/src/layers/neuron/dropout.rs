@@ -23,7 +23,7 @@ pub struct DropoutLayer {
 }
 
 impl DropoutLayer {
-    pub fn new(param: &LayerParameter) -> Result<Box<dyn Layer>> {
+    pub fn create(param: &LayerParameter) -> Result<Box<dyn Layer>> {
         let dp = &param.dropout_param;
         let ratio = dp.dropout_ratio();
         ensure!(
@@ -134,6 +134,7 @@ impl Layer for DropoutLayer {
 }
 
 #[cfg(test)]
+#[allow(clippy::cloned_ref_to_slice_refs)] // `&[blob.clone()]` reads best in tests
 mod tests {
     use crema_proto::caffe::Phase;
 

@@ -12,10 +12,10 @@ pub mod tanh;
 
 /// Type names and constructors of this group's layers.
 pub const REGISTRY: &[(&str, LayerCtor)] = &[
-    ("Dropout", dropout::DropoutLayer::new),
-    ("ReLU", relu::ReLULayer::new),
-    ("Sigmoid", sigmoid::SigmoidLayer::new),
-    ("TanH", tanh::TanHLayer::new),
+    ("Dropout", dropout::DropoutLayer::create),
+    ("ReLU", relu::ReLULayer::create),
+    ("Sigmoid", sigmoid::SigmoidLayer::create),
+    ("TanH", tanh::TanHLayer::create),
 ];
 
 /// Whether two handles are one blob (an in-place layer).

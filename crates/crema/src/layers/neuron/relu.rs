@@ -12,7 +12,7 @@ pub struct ReLULayer {
 
 impl ReLULayer {
     /// Reads `relu_param.negative_slope`; the engine choice does not change the result.
-    pub fn new(param: &LayerParameter) -> Result<Box<dyn Layer>> {
+    pub fn create(param: &LayerParameter) -> Result<Box<dyn Layer>> {
         Ok(Box::new(ReLULayer {
             negative_slope: param.relu_param.negative_slope(),
         }))
@@ -62,6 +62,7 @@ impl Layer for ReLULayer {
 }
 
 #[cfg(test)]
+#[allow(clippy::cloned_ref_to_slice_refs)] // `&[blob.clone()]` reads best in tests
 mod tests {
     use crate::gradient_check::{fill_uniform, GradientChecker};
     use crate::layers::common::testutil::*;

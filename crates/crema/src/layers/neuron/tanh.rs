@@ -10,7 +10,7 @@ pub struct TanHLayer;
 
 impl TanHLayer {
     /// `tanh_param` holds only the engine, which does not change the result.
-    pub fn new(_param: &LayerParameter) -> Result<Box<dyn Layer>> {
+    pub fn create(_param: &LayerParameter) -> Result<Box<dyn Layer>> {
         Ok(Box::new(TanHLayer))
     }
 }
@@ -50,6 +50,7 @@ impl Layer for TanHLayer {
 }
 
 #[cfg(test)]
+#[allow(clippy::cloned_ref_to_slice_refs)] // `&[blob.clone()]` reads best in tests
 mod tests {
     use crate::gradient_check::{fill_uniform, GradientChecker};
     use crate::layers::common::testutil::*;
