@@ -1,0 +1,148 @@
+//! GEMM and convolution throughput on the shapes Caffe nets produce.
+//!
+//!     cargo run --release -p crema --example gemm_bench
+//!
+//! For each shape it prints GFLOP/s of `backend::sgemm` on one thread (run
+//! inside a one-thread rayon pool, where sgemm never splits) and on the whole
+//! pool, with the ratio; the peer for the kernel itself is a plain i-k-j loop
+//! (what a compiler makes of the textbook product), timed in the same run.
+//! Then it times Convolution forward+backward on AlexNet conv2 and LeNet conv2.
+use std::time::Instant;
+
+use crema::backend::{sgemm, Transpose};
+use crema::proto::caffe::LayerParameter;
+use crema::{create_layer, Blob};
+
+/// Seconds per call of `f`, best of a few batches spanning ~0.5 s.
+fn time(mut f: impl FnMut()) -> f64 {
+    f();
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let (t, mut n) = (Instant::now(), 0);
+        while t.elapsed().as_secs_f64() < 0.15 || n == 0 {
+            f();
+            n += 1;
+        }
+        best = best.min(t.elapsed().as_secs_f64() / n as f64);
+    }
+    best
+}
+
+fn naive_ikj(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+    c.fill(0.0);
+    for i in 0..m {
+        let row = &mut c[i * n..(i + 1) * n];
+        for p in 0..k {
+            let av = a[i * k + p];
+            row.iter_mut()
+                .zip(&b[p * n..(p + 1) * n])
+                .for_each(|(c, &b)| *c += av * b);
+        }
+    }
+}
+
+fn main() {
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let threads = rayon::current_num_threads();
+    println!("rayon pool: {threads} threads");
+    println!(
+        "{:<34} {:>9} {:>9} {:>6} {:>9} {:>7}",
+        "shape (M N K)", "1 thread", "pool", "ratio", "naive", "vs 1t"
+    );
+    let shapes: &[(&str, usize, usize, usize)] = &[
+        ("AlexNet conv2/group", 128, 729, 1200),
+        ("AlexNet conv1", 96, 3025, 363),
+        ("AlexNet conv3", 384, 169, 2304),
+        ("AlexNet fc6 batch 256", 256, 4096, 9216),
+        ("AlexNet fc6 batch 1 (gemv)", 1, 4096, 9216),
+        ("LeNet conv2", 50, 64, 500),
+        ("ResNet 3x3 64ch 56x56", 64, 3136, 576),
+    ];
+    for &(name, m, n, k) in shapes {
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 13) as f32 * 0.01).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 3) % 11) as f32 * 0.01).collect();
+        let mut c = vec![0f32; m * n];
+        let flops = 2.0 * (m * n * k) as f64;
+        let mut run = || {
+            sgemm(
+                Transpose::No,
+                Transpose::No,
+                m,
+                n,
+                k,
+                1.0,
+                &a,
+                &b,
+                0.0,
+                &mut c,
+            )
+        };
+        let t1 = one.install(|| time(&mut run));
+        let tp = time(&mut run);
+        let mut c2 = vec![0f32; m * n];
+        let tn = if flops < 5e9 {
+            time(|| naive_ikj(m, n, k, &a, &b, &mut c2))
+        } else {
+            f64::NAN
+        };
+        let g = |t: f64| flops / t / 1e9;
+        println!(
+            "{:<34} {:>8.1}G {:>8.1}G {:>5.2}x {:>8.1}G {:>6.1}x",
+            format!("{name} ({m} {n} {k})"),
+            g(t1),
+            g(tp),
+            t1 / tp,
+            g(tn),
+            tn / t1
+        );
+    }
+
+    println!("\nConvolution layer, forward and backward (GFLOP/s counts the GEMM work):");
+    for (name, shape, out, k, pad, group) in [
+        ("AlexNet conv2, batch 16", [16, 96, 27, 27], 256, 5, 2, 2),
+        ("LeNet conv2, batch 64", [64, 20, 12, 12], 50, 5, 0, 1),
+    ] {
+        let mut p = LayerParameter::new();
+        p.set_name("conv".into());
+        p.set_type("Convolution".into());
+        let cp = p.convolution_param.mut_or_insert_default();
+        cp.set_num_output(out);
+        cp.kernel_size = vec![k];
+        cp.pad = vec![pad];
+        cp.set_group(group);
+        cp.weight_filler
+            .mut_or_insert_default()
+            .set_type("xavier".into());
+        let mut layer = create_layer(&p).unwrap();
+        let (bottom, top) = (Blob::shared(&shape), Blob::shared(&[]));
+        bottom
+            .borrow_mut()
+            .data_mut()
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = (i % 17) as f32 * 0.1);
+        layer.setup(&[bottom.clone()], &[top.clone()]).unwrap();
+        layer.reshape(&[bottom.clone()], &[top.clone()]).unwrap();
+        let ts = top.borrow().shape().to_vec();
+        let spatial: usize = ts[2..].iter().product();
+        let gemm_flops = 2.0
+            * (shape[0] * out as usize * spatial * shape[1] / group as usize * (k * k) as usize)
+                as f64;
+        let tf = time(|| layer.forward(&[bottom.clone()], &[top.clone()]).unwrap());
+        let tb = time(|| {
+            layer
+                .backward(&[top.clone()], &[true], &[bottom.clone()])
+                .unwrap()
+        });
+        println!(
+            "{name:<26} top {ts:?}: forward {:.2} ms ({:.1} GFLOP/s), backward {:.2} ms ({:.1} GFLOP/s)",
+            tf * 1e3,
+            gemm_flops / tf / 1e9,
+            tb * 1e3,
+            2.0 * gemm_flops / tb / 1e9
+        );
+    }
+}
