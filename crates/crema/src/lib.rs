@@ -10,9 +10,11 @@ pub mod layers;
 pub mod logging;
 pub mod net;
 pub mod rng;
+pub mod solvers;
 
 pub use blob::{Blob, SharedBlob};
 pub use crema_proto as proto;
 pub use error::{Error, Result};
 pub use layers::{create_layer, layer_type_list, Layer};
 pub use net::Net;
+pub use solvers::Solver;
