@@ -94,3 +94,43 @@ fn dummy_data_feeds_a_net_and_split_fans_it_out() {
         .collect();
     assert_eq!(outputs, ["p", "r"]);
 }
+
+fn shared_weights_net(name1: &str, name2: &str) -> String {
+    let ip = |n: &str, p: &str| {
+        format!(
+            r#"layer {{ name: "{n}" type: "InnerProduct" bottom: "data" top: "{n}" param {{ name: "{p}" }}
+               inner_product_param {{ num_output: 10 bias_term: false weight_filler {{ type: "gaussian" std: 10 }} }} }}"#
+        )
+    };
+    format!(
+        r#"name: "shared" force_backward: true
+        layer {{ name: "data" type: "DummyData" top: "data"
+                dummy_data_param {{ shape {{ dim: 4 dim: 5 }} data_filler {{ type: "gaussian" std: 1 }} }} }}
+        {}
+        {}
+        layer {{ name: "loss" type: "EuclideanLoss" bottom: "ip1" bottom: "ip2" top: "loss" }}"#,
+        ip("ip1", name1),
+        ip("ip2", name2)
+    )
+}
+
+#[test]
+fn shared_inner_product_weights_make_identical_outputs() {
+    // Caffe's TestSharedWeightsDataNet: one weight blob, so the loss is 0.
+    crema::rng::set_random_seed(1701);
+    let mut shared = net(&shared_weights_net("w", "w"));
+    assert_eq!(shared.learnable_params().len(), 1);
+    assert_eq!(shared.forward().unwrap(), 0.0);
+    shared.backward().unwrap();
+    // A zero residual leaves the shared gradient zero.
+    let w = shared.learnable_params()[0].borrow();
+    assert!(
+        w.diff().iter().all(|&g| g.abs() < 1e-4),
+        "{:?}",
+        &w.diff()[..5]
+    );
+    drop(w);
+    let mut unshared = net(&shared_weights_net("w1", "w2"));
+    assert_eq!(unshared.learnable_params().len(), 2);
+    assert!(unshared.forward().unwrap() > 1.0);
+}
