@@ -3,6 +3,8 @@
 //! `caffe <action> [flags]` with Caffe's actions and gflags spellings
 //! (`-model x`, `--model=x`): train, test, time, device_query.
 mod flags;
+mod netload;
+mod time;
 
 use flags::{FlagSpec, Flags};
 
@@ -39,6 +41,7 @@ fn main() {
     };
     let code = match flags.positional.first().map(String::as_str) {
         Some("device_query") => device_query(&flags),
+        Some("time") => report(time::run(&flags)),
         Some(other) => {
             eprintln!("Unknown action: {other}\n\n{}", usage());
             1
@@ -49,6 +52,17 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// Prints an action's error the way the tools do, and turns it into the exit code.
+fn report(result: Result<(), String>) -> i32 {
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error!("{e}");
+            1
+        }
+    }
 }
 
 /// No GPU backend is compiled into this build: say so and fail, as a Caffe
