@@ -216,6 +216,18 @@ mod tests {
     }
 
     #[test]
+    fn two_axis_bottom_still_gets_three_axis_top() {
+        let t = empty();
+        run(
+            &mut *layer(&argmax(false, 1, None)),
+            &[blob(&[2, 3], &[0.0, 2.0, 1.0, 5.0, 4.0, 3.0])],
+            &[t.clone()],
+        );
+        assert_eq!(t.borrow().shape(), &[2, 1, 1]);
+        assert_eq!(t.borrow().data(), &[1.0, 0.0]);
+    }
+
+    #[test]
     fn argmax_along_an_axis() {
         // Along axis 1 (size 2): per item and column, which row is larger.
         assert_eq!(

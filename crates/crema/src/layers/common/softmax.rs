@@ -19,6 +19,7 @@ pub struct SoftmaxLayer {
 }
 
 impl SoftmaxLayer {
+    /// Reads `softmax_param.axis`; the engine choice does not change the result.
     pub fn create(param: &LayerParameter) -> Result<Box<dyn Layer>> {
         Ok(Box::new(SoftmaxLayer {
             param: param.clone(),

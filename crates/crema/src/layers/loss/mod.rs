@@ -70,3 +70,22 @@ pub(crate) fn fixture(key: &str) -> Vec<f32> {
         .map(|v| v.parse().expect("fixture number"))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::layers::common::testutil::param;
+    use crate::layers::{common, create_layer, layer_type_list, loss, neuron};
+
+    #[test]
+    fn every_registered_type_builds_and_reports_its_name() {
+        for (name, _) in neuron::REGISTRY
+            .iter()
+            .chain(common::REGISTRY)
+            .chain(loss::REGISTRY)
+        {
+            let layer = create_layer(&param(name, |_| {})).expect(name);
+            assert_eq!(layer.type_name(), *name);
+            assert!(layer_type_list().contains(name));
+        }
+    }
+}
