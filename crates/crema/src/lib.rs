@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod blob;
+pub mod data;
 pub mod error;
 pub mod fillers;
 pub mod gradient_check;
