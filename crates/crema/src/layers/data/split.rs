@@ -126,7 +126,9 @@ mod tests {
     fn split_refuses_in_place() {
         let b = Blob::shared(&[2]);
         let mut layer = SplitLayer::new(&split_param()).unwrap();
-        let err = layer.reshape(&[b.clone()], &[b.clone()]).unwrap_err();
+        let err = layer
+            .reshape(std::slice::from_ref(&b), std::slice::from_ref(&b))
+            .unwrap_err();
         assert!(err.to_string().contains("does not allow in-place"), "{err}");
     }
 }
