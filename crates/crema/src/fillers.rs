@@ -66,7 +66,7 @@ pub fn fill(param: &FillerParameter, blob: &mut Blob) -> Result<()> {
 
 /// Uniform on [lo, hi), like caffe_rng_uniform; lo == hi gives lo everywhere.
 fn uniform(data: &mut [f32], lo: f32, hi: f32) -> std::result::Result<(), String> {
-    if !(lo <= hi) {
+    if lo.is_nan() || hi.is_nan() || lo > hi {
         return Err(format!("min ({lo}) must not exceed max ({hi})"));
     }
     with_rng(|r| {
@@ -79,7 +79,7 @@ fn uniform(data: &mut [f32], lo: f32, hi: f32) -> std::result::Result<(), String
 
 fn normal(data: &mut [f32], mean: f32, std: f32) -> std::result::Result<(), String> {
     // Caffe's caffe_rng_gaussian requires sigma > 0.
-    if !(std > 0.0) || !std.is_finite() {
+    if !std.is_finite() || std <= 0.0 {
         return Err(format!("std must be positive, got {std}"));
     }
     let dist = Normal::new(mean, std).map_err(|e| e.to_string())?;

@@ -131,13 +131,13 @@ impl Layer for ConvolutionLayer {
         );
         crate::ensure!(
             lp,
-            self.channels % group == 0,
+            self.channels.is_multiple_of(group),
             "channels ({}) must be a multiple of group ({group})",
             self.channels
         );
         crate::ensure!(
             lp,
-            self.num_output % group == 0,
+            self.num_output.is_multiple_of(group),
             "number of output ({}) should be multiples of group ({group})",
             self.num_output
         );

@@ -13,6 +13,12 @@ use crate::blob::SharedBlob;
 use crate::error::Result;
 use crate::layers::Layer;
 
+/// One image's bottom diff, bottom data, top data, top diff and scale, as zipped for backward.
+type ImageGrads<'a> = (
+    (((&'a mut [f32], &'a [f32]), &'a [f32]), &'a [f32]),
+    &'a [f32],
+);
+
 pub struct LRNLayer {
     param: LayerParameter,
     size: usize,
@@ -173,7 +179,7 @@ impl Layer for LRNLayer {
         let this = &*self;
         // dx_j = g_j·s_j^−β − (2αβ/n)·x_j·Σ_{i: j ∈ win(i)} g_i·y_i/s_i; the
         // windows are symmetric, so the sum is a window sum around j.
-        let image = |((((bd, x), y), g), s): ((((&mut [f32], &[f32]), &[f32]), &[f32]), &[f32])| {
+        let image = |((((bd, x), y), g), s): ImageGrads| {
             let r: Vec<f32> = g
                 .iter()
                 .zip(y)

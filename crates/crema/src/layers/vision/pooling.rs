@@ -21,6 +21,9 @@ const MAX_START: f32 = -f32::MAX;
 /// Planes below this many values are pooled on one thread.
 const PARALLEL_MIN: usize = 1 << 14;
 
+/// One plane's (bottom diff, bottom data), top diff and mask, as zipped for backward.
+type PlaneGrads<'a> = (((&'a mut [f32], &'a [f32]), &'a [f32]), &'a [f32]);
+
 /// One plane's pooling geometry.
 #[derive(Clone, Copy, Debug, Default)]
 struct Win {
@@ -83,7 +86,7 @@ impl PoolingLayer {
             if pp.has_kernel_size() && (pp.has_kernel_h() || pp.has_kernel_w()) {
                 return err("filter size is kernel_size OR kernel_h and kernel_w; not both");
             }
-            if !pp.has_kernel_size() && !(pp.has_kernel_h() && pp.has_kernel_w()) {
+            if !(pp.has_kernel_size() || (pp.has_kernel_h() && pp.has_kernel_w())) {
                 return err("for non-square filters both kernel_h and kernel_w are required");
             }
         }
@@ -377,7 +380,7 @@ impl Layer for PoolingLayer {
         let (p, q) = (win.plane(), win.pooled());
         let method = self.method;
         let train = self.param.phase() == Phase::TRAIN;
-        let plane = |(((bd, x), td), mp): (((&mut [f32], &[f32]), &[f32]), &[f32])| {
+        let plane = |(((bd, x), td), mp): PlaneGrads| {
             bd.fill(0.0);
             for ph in 0..win.pooled_h {
                 for pw in 0..win.pooled_w {
