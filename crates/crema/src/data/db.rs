@@ -20,7 +20,9 @@ impl Backend {
         match name {
             "lmdb" => Ok(Backend::Lmdb),
             "leveldb" => Ok(Backend::LevelDb),
-            other => Err(Error::Other(format!("Unknown db backend {other} (known: lmdb, leveldb)"))),
+            other => Err(Error::Other(format!(
+                "Unknown db backend {other} (known: lmdb, leveldb)"
+            ))),
         }
     }
 
@@ -42,8 +44,17 @@ impl Backend {
         }
     }
 
-    /// Opens a database for reading, at its first record.
+    /// Opens a database for reading, at its first record. LEVELDB is
+    /// data_param's default, so a prototxt that never names a backend still
+    /// reads a directory that plainly holds an LMDB (`data.mdb`), with a warning.
     pub fn open_cursor(self, path: &Path) -> Result<LmdbCursor> {
+        if self == Backend::LevelDb && path.join("data.mdb").is_file() {
+            log::warn!(
+                "{} is an LMDB database; reading it as LMDB although the backend says LEVELDB",
+                path.display()
+            );
+            return LmdbCursor::open(path);
+        }
         self.require_lmdb(path)?;
         LmdbCursor::open(path)
     }
@@ -78,9 +89,34 @@ mod tests {
 
     #[test]
     fn leveldb_and_unknown_backends_are_refused_clearly() {
-        let err = Backend::LevelDb.open_cursor(Path::new("/data/x_leveldb")).err().unwrap().to_string();
-        assert!(err.contains("LEVELDB") && err.contains("/data/x_leveldb"), "{err}");
-        assert!(Backend::parse("rocksdb").unwrap_err().to_string().contains("rocksdb"));
+        let err = Backend::LevelDb
+            .open_cursor(Path::new("/data/x_leveldb"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("LEVELDB") && err.contains("/data/x_leveldb"),
+            "{err}"
+        );
+        assert!(Backend::parse("rocksdb")
+            .unwrap_err()
+            .to_string()
+            .contains("rocksdb"));
         assert_eq!(Backend::parse("lmdb").unwrap(), Backend::Lmdb);
+    }
+
+    #[test]
+    fn default_leveldb_backend_still_reads_an_lmdb_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lmdb");
+        let mut w = Backend::Lmdb.create_writer(&path).unwrap();
+        w.put(index_key(0), b"v".to_vec());
+        w.commit().unwrap();
+        drop(w);
+        let c = Backend::LevelDb.open_cursor(&path).unwrap();
+        assert_eq!(c.value(), b"v");
+        assert!(Backend::LevelDb
+            .create_writer(&dir.path().join("x"))
+            .is_err());
     }
 }

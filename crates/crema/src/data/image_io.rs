@@ -56,8 +56,10 @@ impl Image {
 
     /// Reads and decodes an image file; the error names the file.
     pub fn read(path: &Path, mode: ColorMode) -> Result<Image> {
-        let bytes = std::fs::read(path).map_err(|e| Error::Other(format!("cannot read image {}: {e}", path.display())))?;
-        Image::decode(&bytes, mode).map_err(|e| Error::Other(format!("cannot decode image {}: {e}", path.display())))
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::Other(format!("cannot read image {}: {e}", path.display())))?;
+        Image::decode(&bytes, mode)
+            .map_err(|e| Error::Other(format!("cannot decode image {}: {e}", path.display())))
     }
 
     fn from_dynamic(img: DynamicImage, mode: ColorMode) -> Image {
@@ -73,14 +75,21 @@ impl Image {
         } else {
             let rgb = img.into_rgb8().into_raw();
             if gray {
-                rgb.chunks_exact(3).map(|p| luma(p[0], p[1], p[2])).collect()
+                rgb.chunks_exact(3)
+                    .map(|p| luma(p[0], p[1], p[2]))
+                    .collect()
             } else {
                 let mut bgr = rgb;
                 bgr.chunks_exact_mut(3).for_each(|p| p.swap(0, 2));
                 bgr
             }
         };
-        Image { height, width, channels: if gray { 1 } else { 3 }, data }
+        Image {
+            height,
+            width,
+            channels: if gray { 1 } else { 3 },
+            data,
+        }
     }
 
     /// Bilinear resize as cv::resize with INTER_LINEAR: half-pixel centres,
@@ -138,7 +147,12 @@ impl Image {
                 data.push(v.clamp(0, 255) as u8);
             }
         }
-        Image { height: new_height, width: new_width, channels: c, data }
+        Image {
+            height: new_height,
+            width: new_width,
+            channels: c,
+            data,
+        }
     }
 
     /// Encodes as `ext` ("jpg", "jpeg" or "png"), as cv::imencode does; BGR is
@@ -147,11 +161,17 @@ impl Image {
         let format = match ext.to_ascii_lowercase().as_str() {
             "jpg" | "jpeg" | "jpe" => ImageFormat::Jpeg,
             "png" => ImageFormat::Png,
-            other => return Err(Error::Other(format!("cannot encode images as \"{other}\" (known: jpg, png)"))),
+            other => {
+                return Err(Error::Other(format!(
+                    "cannot encode images as \"{other}\" (known: jpg, png)"
+                )))
+            }
         };
         let (w, h) = (self.width as u32, self.height as u32);
         let dynamic = if self.channels == 1 {
-            DynamicImage::ImageLuma8(image::GrayImage::from_raw(w, h, self.data.clone()).expect("size checked"))
+            DynamicImage::ImageLuma8(
+                image::GrayImage::from_raw(w, h, self.data.clone()).expect("size checked"),
+            )
         } else {
             let mut rgb = self.data.clone();
             rgb.chunks_exact_mut(3).for_each(|p| p.swap(0, 2));
@@ -165,7 +185,12 @@ impl Image {
         } else {
             dynamic.write_to(&mut out, format)
         }
-        .map_err(|e| Error::Other(format!("cannot encode a {}x{} image as {ext}: {e}", self.height, self.width)))?;
+        .map_err(|e| {
+            Error::Other(format!(
+                "cannot encode a {}x{} image as {ext}: {e}",
+                self.height, self.width
+            ))
+        })?;
         Ok(out.into_inner())
     }
 
@@ -196,7 +221,12 @@ mod tests {
     use super::*;
 
     fn img(h: usize, w: usize, c: usize, data: Vec<u8>) -> Image {
-        Image { height: h, width: w, channels: c, data }
+        Image {
+            height: h,
+            width: w,
+            channels: c,
+            data,
+        }
     }
 
     #[test]
@@ -204,7 +234,10 @@ mod tests {
         // 1x2 BGR pixels (1,2,3) and (4,5,6) -> B plane 1,4; G 2,5; R 3,6.
         let d = img(1, 2, 3, vec![1, 2, 3, 4, 5, 6]).to_datum(7);
         assert_eq!(d.data(), &[1, 4, 2, 5, 3, 6]);
-        assert_eq!((d.channels(), d.height(), d.width(), d.label()), (3, 1, 2, 7));
+        assert_eq!(
+            (d.channels(), d.height(), d.width(), d.label()),
+            (3, 1, 2, 7)
+        );
     }
 
     #[test]
@@ -232,7 +265,10 @@ mod tests {
         // A gray PNG stays gray natively and is replicated as colour.
         let g = img(1, 2, 1, vec![7, 200]).encode("png").unwrap();
         assert_eq!(Image::decode(&g, ColorMode::Native).unwrap().channels, 1);
-        assert_eq!(Image::decode(&g, ColorMode::Color).unwrap().data, vec![7, 7, 7, 200, 200, 200]);
+        assert_eq!(
+            Image::decode(&g, ColorMode::Color).unwrap().data,
+            vec![7, 7, 7, 200, 200, 200]
+        );
     }
 
     #[test]

@@ -45,7 +45,10 @@ impl EnvHandle {
         let mut guard = OPEN_ENVS.lock().unwrap_or_else(|p| p.into_inner());
         let map = guard.get_or_insert_with(HashMap::new);
         if let Some((env, users)) = map.get_mut(&key) {
-            let env_read_only = env.get_flags().map(|f| f & EnvFlags::READ_ONLY.bits() != 0).unwrap_or(true);
+            let env_read_only = env
+                .get_flags()
+                .map(|f| f & EnvFlags::READ_ONLY.bits() != 0)
+                .unwrap_or(true);
             if env_read_only && !read_only {
                 return Err(Error::Other(format!(
                     "lmdb {}: already open read-only in this process, cannot write to it",
@@ -53,7 +56,11 @@ impl EnvHandle {
                 )));
             }
             *users += 1;
-            return Ok(EnvHandle { key, env: env.clone(), path: path.to_path_buf() });
+            return Ok(EnvHandle {
+                key,
+                env: env.clone(),
+                path: path.to_path_buf(),
+            });
         }
         let mut opts = EnvOpenOptions::new().read_txn_without_tls();
         if read_only {
@@ -67,7 +74,11 @@ impl EnvHandle {
         // documented hazard, as in Caffe.
         let env = unsafe { opts.open(&key) }.map_err(|e| lmdb_err(path, "cannot open", e))?;
         map.insert(key.clone(), (env.clone(), 1));
-        Ok(EnvHandle { key, env, path: path.to_path_buf() })
+        Ok(EnvHandle {
+            key,
+            env,
+            path: path.to_path_buf(),
+        })
     }
 }
 
@@ -86,14 +97,18 @@ impl Drop for EnvHandle {
 }
 
 fn open_main_db(handle: &EnvHandle) -> Result<RawDb> {
-    let rtxn = handle.env.read_txn().map_err(|e| lmdb_err(&handle.path, "cannot begin a read", e))?;
+    let rtxn = handle
+        .env
+        .read_txn()
+        .map_err(|e| lmdb_err(&handle.path, "cannot begin a read", e))?;
     let db = handle
         .env
         .open_database::<Bytes, Bytes>(&rtxn, None)
         .map_err(|e| lmdb_err(&handle.path, "cannot open the main database", e))?
         .ok_or_else(|| Error::Other(format!("lmdb {}: no main database", handle.path.display())))?;
     // Committing makes the handle valid for later transactions (heed's rule).
-    rtxn.commit().map_err(|e| lmdb_err(&handle.path, "cannot open the main database", e))?;
+    rtxn.commit()
+        .map_err(|e| lmdb_err(&handle.path, "cannot open the main database", e))?;
     Ok(db)
 }
 
@@ -118,7 +133,11 @@ impl LmdbCursor {
         let handle = EnvHandle::open(path, true)?;
         let db = open_main_db(&handle)?;
         log::info!("Opened lmdb {}", path.display());
-        let mut c = LmdbCursor { handle, db, buf: VecDeque::new() };
+        let mut c = LmdbCursor {
+            handle,
+            db,
+            buf: VecDeque::new(),
+        };
         c.seek_to_first()?;
         Ok(c)
     }
@@ -130,8 +149,14 @@ impl LmdbCursor {
 
     /// Number of records.
     pub fn len(&self) -> Result<u64> {
-        let rtxn = self.handle.env.read_txn().map_err(|e| lmdb_err(self.path(), "cannot begin a read", e))?;
-        self.db.len(&rtxn).map_err(|e| lmdb_err(self.path(), "cannot count records", e))
+        let rtxn = self
+            .handle
+            .env
+            .read_txn()
+            .map_err(|e| lmdb_err(self.path(), "cannot begin a read", e))?;
+        self.db
+            .len(&rtxn)
+            .map_err(|e| lmdb_err(self.path(), "cannot count records", e))
     }
 
     /// Whether the database holds no record.
@@ -141,13 +166,20 @@ impl LmdbCursor {
 
     fn fill(&mut self, after: Option<&[u8]>) -> Result<()> {
         let path = self.handle.path.clone();
-        let rtxn = self.handle.env.read_txn().map_err(|e| lmdb_err(&path, "cannot begin a read", e))?;
+        let rtxn = self
+            .handle
+            .env
+            .read_txn()
+            .map_err(|e| lmdb_err(&path, "cannot begin a read", e))?;
         let lower = match after {
             Some(k) => Bound::Excluded(k),
             None => Bound::Unbounded,
         };
         let range = (lower, Bound::Unbounded);
-        let iter = self.db.range(&rtxn, &range).map_err(|e| lmdb_err(&path, "cannot seek", e))?;
+        let iter = self
+            .db
+            .range(&rtxn, &range)
+            .map_err(|e| lmdb_err(&path, "cannot seek", e))?;
         for item in iter.take(CHUNK) {
             let (k, v) = item.map_err(|e| lmdb_err(&path, "cannot read a record", e))?;
             self.buf.push_back((k.to_vec(), v.to_vec()));
@@ -211,19 +243,34 @@ impl LmdbWriter {
     /// error, as in Caffe (which refuses to mkdir over it).
     pub fn create(path: &Path) -> Result<LmdbWriter> {
         if path.exists() {
-            return Err(Error::Other(format!("lmdb {}: already exists; remove it or pick another name", path.display())));
+            return Err(Error::Other(format!(
+                "lmdb {}: already exists; remove it or pick another name",
+                path.display()
+            )));
         }
-        std::fs::create_dir_all(path)
-            .map_err(|e| Error::Other(format!("cannot create lmdb directory {}: {e}", path.display())))?;
+        std::fs::create_dir_all(path).map_err(|e| {
+            Error::Other(format!(
+                "cannot create lmdb directory {}: {e}",
+                path.display()
+            ))
+        })?;
         let handle = EnvHandle::open(path, false)?;
-        let mut wtxn = handle.env.write_txn().map_err(|e| lmdb_err(path, "cannot begin a write", e))?;
+        let mut wtxn = handle
+            .env
+            .write_txn()
+            .map_err(|e| lmdb_err(path, "cannot begin a write", e))?;
         let db = handle
             .env
             .create_database::<Bytes, Bytes>(&mut wtxn, None)
             .map_err(|e| lmdb_err(path, "cannot create the main database", e))?;
-        wtxn.commit().map_err(|e| lmdb_err(path, "cannot create the main database", e))?;
+        wtxn.commit()
+            .map_err(|e| lmdb_err(path, "cannot create the main database", e))?;
         log::info!("Opened lmdb {}", path.display());
-        Ok(LmdbWriter { handle, db, pending: Vec::new() })
+        Ok(LmdbWriter {
+            handle,
+            db,
+            pending: Vec::new(),
+        })
     }
 
     /// Queues a record for the next `commit`.
@@ -234,13 +281,22 @@ impl LmdbWriter {
     /// Writes the queued records in one transaction.
     pub fn commit(&mut self) -> Result<()> {
         let path = self.handle.path.clone();
-        let mut wtxn = self.handle.env.write_txn().map_err(|e| lmdb_err(&path, "cannot begin a write", e))?;
+        let mut wtxn = self
+            .handle
+            .env
+            .write_txn()
+            .map_err(|e| lmdb_err(&path, "cannot begin a write", e))?;
         for (k, v) in self.pending.drain(..) {
             self.db.put(&mut wtxn, &k, &v).map_err(|e| {
-                lmdb_err(&path, &format!("cannot write record {}", String::from_utf8_lossy(&k)), e)
+                lmdb_err(
+                    &path,
+                    &format!("cannot write record {}", String::from_utf8_lossy(&k)),
+                    e,
+                )
             })?;
         }
-        wtxn.commit().map_err(|e| lmdb_err(&path, "cannot commit", e))
+        wtxn.commit()
+            .map_err(|e| lmdb_err(&path, "cannot commit", e))
     }
 }
 
@@ -288,7 +344,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope");
         let err = LmdbCursor::open(&missing).err().unwrap().to_string();
-        assert!(err.contains("nope") && err.contains("no such database"), "{err}");
+        assert!(
+            err.contains("nope") && err.contains("no such database"),
+            "{err}"
+        );
         let err = LmdbWriter::create(dir.path()).err().unwrap().to_string();
         assert!(err.contains("already exists"), "{err}");
     }

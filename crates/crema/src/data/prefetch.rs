@@ -52,7 +52,12 @@ impl PrefetchQueue {
                 }
             })
             .map_err(|e| Error::Other(format!("{name}: cannot start the prefetch thread: {e}")))?;
-        Ok(PrefetchQueue { full: full_rx, free: Some(free_tx), thread: Some(thread), name: name.to_string() })
+        Ok(PrefetchQueue {
+            full: full_rx,
+            free: Some(free_tx),
+            thread: Some(thread),
+            name: name.to_string(),
+        })
     }
 
     /// The next batch, waiting for it if the loader is behind. A loader
@@ -60,7 +65,10 @@ impl PrefetchQueue {
     pub fn pop(&self) -> Result<Batch> {
         match self.full.recv() {
             Ok(r) => r,
-            Err(_) => Err(Error::Other(format!("{}: the prefetch thread has stopped after an error", self.name))),
+            Err(_) => Err(Error::Other(format!(
+                "{}: the prefetch thread has stopped after an error",
+                self.name
+            ))),
         }
     }
 
@@ -99,7 +107,9 @@ mod tests {
             }
             batch.shape = vec![2];
             batch.data.clear();
-            batch.data.extend([self.next as f32, self.next as f32 + 0.5]);
+            batch
+                .data
+                .extend([self.next as f32, self.next as f32 + 0.5]);
             batch.label = vec![self.next as f32];
             self.next += 1;
             Ok(())
@@ -108,7 +118,15 @@ mod tests {
 
     #[test]
     fn batches_arrive_in_order_and_buffers_are_reused() {
-        let q = PrefetchQueue::start("t", 3, Counter { next: 0, fail_at: None }).unwrap();
+        let q = PrefetchQueue::start(
+            "t",
+            3,
+            Counter {
+                next: 0,
+                fail_at: None,
+            },
+        )
+        .unwrap();
         for i in 0..20 {
             let b = q.pop().unwrap();
             assert_eq!(b.data, vec![i as f32, i as f32 + 0.5]);
@@ -119,16 +137,36 @@ mod tests {
 
     #[test]
     fn a_loader_error_reaches_the_caller() {
-        let q = PrefetchQueue::start("layer x", 2, Counter { next: 0, fail_at: Some(1) }).unwrap();
+        let q = PrefetchQueue::start(
+            "layer x",
+            2,
+            Counter {
+                next: 0,
+                fail_at: Some(1),
+            },
+        )
+        .unwrap();
         let b = q.pop().unwrap();
         q.recycle(b);
-        assert!(q.pop().unwrap_err().to_string().contains("record 1 is corrupt"));
+        assert!(q
+            .pop()
+            .unwrap_err()
+            .to_string()
+            .contains("record 1 is corrupt"));
         assert!(q.pop().unwrap_err().to_string().contains("layer x"));
     }
 
     #[test]
     fn dropping_the_queue_stops_the_thread() {
-        let q = PrefetchQueue::start("t", 4, Counter { next: 0, fail_at: None }).unwrap();
+        let q = PrefetchQueue::start(
+            "t",
+            4,
+            Counter {
+                next: 0,
+                fail_at: None,
+            },
+        )
+        .unwrap();
         let _ = q.pop().unwrap();
         drop(q); // joins; hangs here if the thread did not stop
     }

@@ -37,10 +37,14 @@ impl DataTransformer {
     /// every crop and mirror even when the transformer moves to a data thread.
     pub fn new(param: &TransformationParameter, phase: Phase) -> Result<DataTransformer> {
         if param.has_mean_file() && !param.mean_value.is_empty() {
-            return Err(Error::Other("Cannot specify mean_file and mean_value at the same time".into()));
+            return Err(Error::Other(
+                "Cannot specify mean_file and mean_value at the same time".into(),
+            ));
         }
         if param.force_color() && param.force_gray() {
-            return Err(Error::Other("Cannot set both force_color and force_gray".into()));
+            return Err(Error::Other(
+                "Cannot set both force_color and force_gray".into(),
+            ));
         }
         let mean = if param.has_mean_file() {
             Some(load_mean(Path::new(param.mean_file()))?)
@@ -48,7 +52,13 @@ impl DataTransformer {
             None
         };
         let rng = ChaCha8Rng::seed_from_u64(crate::rng::next_u64());
-        Ok(DataTransformer { param: param.clone(), phase, mean, rng, warned_force: false })
+        Ok(DataTransformer {
+            param: param.clone(),
+            phase,
+            mean,
+            rng,
+            warned_force: false,
+        })
     }
 
     /// The parameters this transformer applies.
@@ -69,7 +79,10 @@ impl DataTransformer {
 
     /// The datum as raw pixels (decoded if it is encoded).
     pub fn decode<'a>(&mut self, datum: &'a Datum) -> std::result::Result<Cow<'a, Datum>, String> {
-        if !datum.encoded() && (self.param.force_color() || self.param.force_gray()) && !self.warned_force {
+        if !datum.encoded()
+            && (self.param.force_color() || self.param.force_gray())
+            && !self.warned_force
+        {
             log::error!("force_color and force_gray only for encoded datum");
             self.warned_force = true;
         }
@@ -118,12 +131,18 @@ impl DataTransformer {
             0 => Vec::new(),
             1 => vec![self.param.mean_value[0]; channels],
             n if n == channels => self.param.mean_value.clone(),
-            n => return Err(format!("Specify either 1 mean_value or as many as channels: {channels} (got {n})")),
+            n => {
+                return Err(format!(
+                    "Specify either 1 mean_value or as many as channels: {channels} (got {n})"
+                ))
+            }
         };
 
         let (out_h, out_w, h_off, w_off) = if crop > 0 {
             if height < crop || width < crop {
-                return Err(format!("crop_size {crop} is larger than the {height}x{width} image"));
+                return Err(format!(
+                    "crop_size {crop} is larger than the {height}x{width} image"
+                ));
             }
             let (h_off, w_off) = if self.phase == Phase::TRAIN {
                 let h_off = self.rand(height - crop + 1);
@@ -150,13 +169,21 @@ impl DataTransformer {
                 let dst_row = (c * out_h + h) * out_w;
                 for w in 0..out_w {
                     let src = src_row + w;
-                    let pixel = if bytes.is_empty() { floats[src] } else { bytes[src] as f32 };
+                    let pixel = if bytes.is_empty() {
+                        floats[src]
+                    } else {
+                        bytes[src] as f32
+                    };
                     let centred = match &self.mean {
                         Some(m) => pixel - m.values[src],
                         None if !mean_values.is_empty() => pixel - mean_values[c],
                         None => pixel,
                     };
-                    let dst = if mirror { dst_row + out_w - 1 - w } else { dst_row + w };
+                    let dst = if mirror {
+                        dst_row + out_w - 1 - w
+                    } else {
+                        dst_row + w
+                    };
                     out[dst] = centred * scale;
                 }
             }
@@ -174,7 +201,13 @@ fn load_mean(path: &Path) -> Result<MeanImage> {
         .map_err(|e| Error::Other(format!("mean_file {}: {e}", path.display())))?;
     // Caffe reads the mean's legacy channels/height/width, i.e. its last three axes.
     let shape = blob.shape();
-    let dim = |back: usize| if shape.len() >= back { shape[shape.len() - back] } else { 1 };
+    let dim = |back: usize| {
+        if shape.len() >= back {
+            shape[shape.len() - back]
+        } else {
+            1
+        }
+    };
     let dims = (dim(3), dim(2), dim(1));
     if dims.0 * dims.1 * dims.2 != blob.count() {
         return Err(Error::Other(format!(
@@ -184,7 +217,10 @@ fn load_mean(path: &Path) -> Result<MeanImage> {
         )));
     }
     log::info!("Loading mean file from: {}", path.display());
-    Ok(MeanImage { dims, values: blob.data().to_vec() })
+    Ok(MeanImage {
+        dims,
+        values: blob.data().to_vec(),
+    })
 }
 
 #[cfg(test)]

@@ -53,6 +53,12 @@ pub trait Layer {
         None
     }
 
+    /// The concrete layer, for callers that need its own API through the net
+    /// (MemoryData's `reset`): `layer.as_any_mut()?.downcast_mut::<T>()`.
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        None
+    }
+
     /// Bottom/top count rules, checked by the net with Caffe's messages.
     fn exact_num_bottom_blobs(&self) -> Option<usize> {
         None

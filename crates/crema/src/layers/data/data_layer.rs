@@ -1,0 +1,198 @@
+//! Data: batches of Datums read in key order from a database (LMDB), looped
+//! over for as many epochs as asked, transformed by `transform_param`, and
+//! loaded on a prefetch thread `data_param.prefetch` batches ahead.
+//! Tops: data (N x C x H x W, shaped from the first datum as Caffe does) and,
+//! when a second top is given, label (N).
+use std::path::Path;
+
+use crema_proto::caffe::LayerParameter;
+
+use crate::blob::SharedBlob;
+use crate::data::{
+    parse_datum, Backend, Batch, BatchLoader, DataTransformer, LmdbCursor, PrefetchQueue,
+};
+use crate::error::{Error, Result};
+use crate::layers::Layer;
+
+/// Fills batches from a database cursor: the work of the prefetch thread,
+/// also usable directly (a synchronous read of the same batches).
+pub struct DbBatchLoader {
+    cursor: LmdbCursor,
+    transformer: DataTransformer,
+    batch_size: usize,
+    output_labels: bool,
+    source: String,
+}
+
+impl DbBatchLoader {
+    /// Opens `data_param.source`, applies `rand_skip`, and checks the first
+    /// record. Returns the loader and the data top's shape. Random draws (the
+    /// transformer's seed, then the skip) come from crema's generator in this
+    /// order, so a fixed seed gives the same batches.
+    pub fn from_param(
+        param: &LayerParameter,
+        output_labels: bool,
+    ) -> Result<(DbBatchLoader, Vec<usize>)> {
+        let lerr = |m: String| Error::layer(param, m);
+        let dp = param.data_param.get_or_default();
+        let batch_size = dp.batch_size() as usize;
+        if batch_size == 0 {
+            return Err(lerr("data_param.batch_size must be positive".into()));
+        }
+        let source = dp.source().to_string();
+        if source.is_empty() {
+            return Err(lerr("data_param.source is not set".into()));
+        }
+        let mut transformer =
+            DataTransformer::new(param.transform_param.get_or_default(), param.phase())
+                .map_err(|e| lerr(e.to_string()))?;
+        let mut cursor = Backend::from_proto(dp.backend())
+            .open_cursor(Path::new(&source))
+            .map_err(|e| lerr(e.to_string()))?;
+        if !cursor.valid() {
+            return Err(lerr(format!("database {source} holds no records")));
+        }
+        if dp.rand_skip() > 0 {
+            let skip = (crate::rng::next_u64() % dp.rand_skip() as u64) as usize;
+            log::info!("Skipping first {skip} data points.");
+            for _ in 0..skip {
+                cursor.next_wrapping().map_err(|e| lerr(e.to_string()))?;
+            }
+        }
+        let key = String::from_utf8_lossy(cursor.key()).into_owned();
+        let datum = parse_datum(cursor.value(), &key, &source).map_err(|e| lerr(e.to_string()))?;
+        let mut shape = transformer
+            .infer_shape(&datum)
+            .map_err(|e| lerr(format!("record {key} in {source}: {e}")))?;
+        shape[0] = batch_size;
+        let loader = DbBatchLoader {
+            cursor,
+            transformer,
+            batch_size,
+            output_labels,
+            source,
+        };
+        Ok((loader, shape))
+    }
+}
+
+impl BatchLoader for DbBatchLoader {
+    fn load(&mut self, batch: &mut Batch) -> Result<()> {
+        let mut per_item = 0;
+        for item in 0..self.batch_size {
+            let key = String::from_utf8_lossy(self.cursor.key()).into_owned();
+            let at = |e: String| Error::Other(format!("record {key} in {}: {e}", self.source));
+            let datum = parse_datum(self.cursor.value(), &key, &self.source)?;
+            if item == 0 {
+                // Each batch takes its shape from its first datum, so inputs
+                // may change size between batches (not within one).
+                let mut shape = self.transformer.infer_shape(&datum).map_err(at)?;
+                shape[0] = self.batch_size;
+                per_item = shape[1..].iter().product();
+                batch.data.resize(per_item * self.batch_size, 0.0);
+                batch.shape = shape;
+                batch.label.resize(
+                    if self.output_labels {
+                        self.batch_size
+                    } else {
+                        0
+                    },
+                    0.0,
+                );
+            }
+            let out = &mut batch.data[item * per_item..(item + 1) * per_item];
+            self.transformer.transform(&datum, out).map_err(at)?;
+            if self.output_labels {
+                batch.label[item] = datum.label() as f32;
+            }
+            self.cursor.next_wrapping()?;
+        }
+        Ok(())
+    }
+}
+
+pub struct DataLayer {
+    param: LayerParameter,
+    queue: Option<PrefetchQueue>,
+}
+
+impl DataLayer {
+    pub fn new(param: &LayerParameter) -> Result<Box<dyn Layer>> {
+        Ok(Box::new(DataLayer {
+            param: param.clone(),
+            queue: None,
+        }))
+    }
+}
+
+impl Layer for DataLayer {
+    fn type_name(&self) -> &'static str {
+        "Data"
+    }
+
+    fn setup(&mut self, _bottom: &[SharedBlob], top: &[SharedBlob]) -> Result<()> {
+        let output_labels = top.len() > 1;
+        let (loader, shape) = DbBatchLoader::from_param(&self.param, output_labels)?;
+        top[0].borrow_mut().reshape(&shape);
+        log::info!(
+            "output data size: {}",
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        if output_labels {
+            top[1].borrow_mut().reshape(&[shape[0]]);
+        }
+        let count = self.param.data_param.get_or_default().prefetch() as usize;
+        self.queue = Some(PrefetchQueue::start(self.param.name(), count, loader)?);
+        Ok(())
+    }
+
+    fn reshape(&mut self, _bottom: &[SharedBlob], _top: &[SharedBlob]) -> Result<()> {
+        // Forward shapes the tops from each batch.
+        Ok(())
+    }
+
+    fn forward(&mut self, _bottom: &[SharedBlob], top: &[SharedBlob]) -> Result<()> {
+        let queue = self
+            .queue
+            .as_ref()
+            .ok_or_else(|| Error::layer(&self.param, "forward before setup"))?;
+        let batch = queue
+            .pop()
+            .map_err(|e| Error::layer(&self.param, e.to_string()))?;
+        {
+            let mut data = top[0].borrow_mut();
+            data.reshape(&batch.shape);
+            data.data_mut().copy_from_slice(&batch.data);
+        }
+        if let Some(label_top) = top.get(1) {
+            let mut label = label_top.borrow_mut();
+            label.reshape(&[batch.label.len()]);
+            label.data_mut().copy_from_slice(&batch.label);
+        }
+        queue.recycle(batch);
+        Ok(())
+    }
+
+    fn backward(
+        &mut self,
+        _top: &[SharedBlob],
+        _propagate_down: &[bool],
+        _bottom: &[SharedBlob],
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    fn exact_num_bottom_blobs(&self) -> Option<usize> {
+        Some(0)
+    }
+    fn min_top_blobs(&self) -> Option<usize> {
+        Some(1)
+    }
+    fn max_top_blobs(&self) -> Option<usize> {
+        Some(2)
+    }
+}
