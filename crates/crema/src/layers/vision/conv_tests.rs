@@ -337,3 +337,103 @@ fn bad_parameters_are_clear_errors() {
         .to_string();
     assert!(e.contains("incompatible with convolution kernel"), "{e}");
 }
+
+#[test]
+fn conv_on_axis_2_treats_leading_axes_as_batch() {
+    // [2, 3, 4, 5] with axis 2: 6 images of 4 channels, 1-D length 5.
+    grad_check(
+        &conv(|cp| {
+            cp.set_axis(2);
+            cp.set_num_output(2);
+            cp.kernel_size = vec![3];
+            cp.pad = vec![1];
+        }),
+        &[&[2, 3, 4, 5]],
+    );
+    let mut l = layer(&conv(|cp| {
+        cp.set_axis(2);
+        cp.set_num_output(2);
+        cp.kernel_size = vec![3];
+    }));
+    let (b, t) = (crate::Blob::shared(&[2, 3, 4, 5]), empty());
+    run(l.as_mut(), &[b], &[t.clone()]);
+    assert_eq!(t.borrow().shape(), &[2, 3, 2, 3]);
+}
+
+#[test]
+fn uneven_batch_split_matches_image_by_image() {
+    // Batch 3 over the pool's workers must equal three batch-1 passes.
+    let p = conv(|cp| {
+        cp.set_num_output(4);
+        cp.set_group(2);
+        cp.kernel_size = vec![3];
+        cp.pad = vec![1];
+        cp.stride = vec![2];
+    });
+    let (b, t) = (crate::Blob::shared(&[3, 2, 5, 5]), empty());
+    fill_uniform(&b, -1.0, 1.0, 8);
+    let mut whole = layer(&p);
+    run(
+        whole.as_mut(),
+        std::slice::from_ref(&b),
+        std::slice::from_ref(&t),
+    );
+    t.borrow_mut()
+        .diff_mut()
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, v)| *v = (i % 5) as f32 - 2.0);
+    whole
+        .backward(std::slice::from_ref(&t), &[true], std::slice::from_ref(&b))
+        .unwrap();
+
+    let mut single = layer(&p);
+    let (bottom_dim, top_dim) = (50, t.borrow().count() / 3);
+    let (b1, t1) = (crate::Blob::shared(&[1, 2, 5, 5]), empty());
+    single
+        .setup(std::slice::from_ref(&b1), std::slice::from_ref(&t1))
+        .unwrap();
+    for (mine, theirs) in single.blobs().iter().zip(whole.blobs()) {
+        mine.borrow_mut()
+            .data_mut()
+            .copy_from_slice(theirs.borrow().data());
+    }
+    let mut wdiff_sum = vec![0.0; whole.blobs()[0].borrow().count()];
+    for n in 0..3 {
+        b1.borrow_mut()
+            .data_mut()
+            .copy_from_slice(&b.borrow().data()[n * bottom_dim..(n + 1) * bottom_dim]);
+        single
+            .reshape(std::slice::from_ref(&b1), std::slice::from_ref(&t1))
+            .unwrap();
+        single
+            .forward(std::slice::from_ref(&b1), std::slice::from_ref(&t1))
+            .unwrap();
+        assert_eq!(
+            t1.borrow().data(),
+            &t.borrow().data()[n * top_dim..(n + 1) * top_dim]
+        );
+        t1.borrow_mut()
+            .diff_mut()
+            .copy_from_slice(&t.borrow().diff()[n * top_dim..(n + 1) * top_dim]);
+        single.blobs()[0].borrow_mut().diff_mut().fill(0.0);
+        single
+            .backward(
+                std::slice::from_ref(&t1),
+                &[true],
+                std::slice::from_ref(&b1),
+            )
+            .unwrap();
+        for (s, d) in wdiff_sum.iter_mut().zip(single.blobs()[0].borrow().diff()) {
+            *s += d;
+        }
+        let whole_b = b.borrow();
+        let bd = &whole_b.diff()[n * bottom_dim..(n + 1) * bottom_dim];
+        for (x, y) in b1.borrow().diff().iter().zip(bd) {
+            assert!((x - y).abs() < 1e-6);
+        }
+    }
+    for (x, y) in wdiff_sum.iter().zip(whole.blobs()[0].borrow().diff()) {
+        assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+    }
+}
