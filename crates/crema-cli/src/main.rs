@@ -4,7 +4,9 @@
 //! (`-model x`, `--model=x`): train, test, time, device_query.
 mod flags;
 mod netload;
+mod test_cmd;
 mod time;
+mod train;
 
 use flags::{FlagSpec, Flags};
 
@@ -42,6 +44,8 @@ fn main() {
     let code = match flags.positional.first().map(String::as_str) {
         Some("device_query") => device_query(&flags),
         Some("time") => report(time::run(&flags)),
+        Some("train") => report(train::run(&flags)),
+        Some("test") => report(test_cmd::run(&flags)),
         Some(other) => {
             eprintln!("Unknown action: {other}\n\n{}", usage());
             1
