@@ -94,27 +94,57 @@ fn checked_output(g: &ConvGeometry, im: &[f32], col: &[f32]) -> Vec<usize> {
     out
 }
 
-/// The 2-D case, row by row so the inner loop runs over contiguous input.
+/// Outputs `x` in `0..out` whose tap `k` lands inside `0..size`, and the input
+/// coordinate of the first of them (the rest follow every `stride`).
+fn valid_span(
+    out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    dil: usize,
+    size: usize,
+) -> (std::ops::Range<usize>, usize) {
+    let shift = k * dil;
+    let lo = pad.saturating_sub(shift).div_ceil(stride).min(out);
+    let hi = (size + pad)
+        .saturating_sub(shift)
+        .div_ceil(stride)
+        .min(out)
+        .max(lo);
+    (lo..hi, (lo * stride + shift).saturating_sub(pad))
+}
+
+/// The 2-D case, row by row: each column-buffer row is zeros at the padded
+/// ends and a (strided) copy of one input row in between.
 pub fn im2col_2d(g: &ConvGeometry, im: &[f32], col: &mut [f32]) {
     let out = checked_output(g, im, col);
     let (h, w) = (g.input[0], g.input[1]);
     let (oh, ow) = (out[0], out[1]);
+    let sw = g.stride[1];
     let mut rows = col.chunks_exact_mut(oh * ow);
     for c in 0..g.channels {
         let plane = &im[c * h * w..(c + 1) * h * w];
         for ki in 0..g.kernel[0] {
             for kj in 0..g.kernel[1] {
                 let row = rows.next().expect("col rows counted by checked_output");
+                let (xs, ix0) = valid_span(ow, kj, sw, g.pad[1], g.dilation[1], w);
                 for (y, dst) in row.chunks_exact_mut(ow).enumerate() {
-                    match input_coord(y, ki, g.stride[0], g.pad[0], g.dilation[0], h) {
-                        None => dst.fill(0.0),
-                        Some(iy) => {
-                            let src = &plane[iy * w..(iy + 1) * w];
-                            for (x, d) in dst.iter_mut().enumerate() {
-                                *d = input_coord(x, kj, g.stride[1], g.pad[1], g.dilation[1], w)
-                                    .map_or(0.0, |ix| src[ix]);
-                            }
-                        }
+                    let Some(iy) = input_coord(y, ki, g.stride[0], g.pad[0], g.dilation[0], h)
+                    else {
+                        dst.fill(0.0);
+                        continue;
+                    };
+                    let src = &plane[iy * w..(iy + 1) * w];
+                    dst[..xs.start].fill(0.0);
+                    dst[xs.end..].fill(0.0);
+                    let inner = &mut dst[xs.clone()];
+                    if sw == 1 {
+                        inner.copy_from_slice(&src[ix0..ix0 + inner.len()]);
+                    } else {
+                        inner
+                            .iter_mut()
+                            .enumerate()
+                            .for_each(|(i, d)| *d = src[ix0 + i * sw]);
                     }
                 }
             }
@@ -127,6 +157,7 @@ pub fn col2im_2d(g: &ConvGeometry, col: &[f32], im: &mut [f32]) {
     let out = checked_output(g, im, col);
     let (h, w) = (g.input[0], g.input[1]);
     let (oh, ow) = (out[0], out[1]);
+    let sw = g.stride[1];
     im[..g.image_len()].fill(0.0);
     let mut rows = col.chunks_exact(oh * ow);
     for c in 0..g.channels {
@@ -134,16 +165,24 @@ pub fn col2im_2d(g: &ConvGeometry, col: &[f32], im: &mut [f32]) {
         for ki in 0..g.kernel[0] {
             for kj in 0..g.kernel[1] {
                 let row = rows.next().expect("col rows counted by checked_output");
+                let (xs, ix0) = valid_span(ow, kj, sw, g.pad[1], g.dilation[1], w);
                 for (y, src) in row.chunks_exact(ow).enumerate() {
-                    if let Some(iy) = input_coord(y, ki, g.stride[0], g.pad[0], g.dilation[0], h) {
-                        let dst = &mut plane[iy * w..(iy + 1) * w];
-                        for (x, &s) in src.iter().enumerate() {
-                            if let Some(ix) =
-                                input_coord(x, kj, g.stride[1], g.pad[1], g.dilation[1], w)
-                            {
-                                dst[ix] += s;
-                            }
-                        }
+                    let Some(iy) = input_coord(y, ki, g.stride[0], g.pad[0], g.dilation[0], h)
+                    else {
+                        continue;
+                    };
+                    let dst = &mut plane[iy * w..(iy + 1) * w];
+                    let inner = &src[xs.clone()];
+                    if sw == 1 {
+                        dst[ix0..ix0 + inner.len()]
+                            .iter_mut()
+                            .zip(inner)
+                            .for_each(|(d, &v)| *d += v);
+                    } else {
+                        inner
+                            .iter()
+                            .enumerate()
+                            .for_each(|(i, &v)| dst[ix0 + i * sw] += v);
                     }
                 }
             }
@@ -299,6 +338,35 @@ mod tests {
         let mut back = vec![0.0; 8];
         col2im(&g, &col, &mut back, false);
         assert_eq!(back, im);
+    }
+
+    #[test]
+    fn row_copy_fast_path_agrees_with_nd_walk_over_many_geometries() {
+        // The 2-D path computes valid spans in closed form; the N-D walk checks
+        // every tap, so they must agree for every pad/stride/dilation mix.
+        for (k, p, s, d) in [
+            (1, 0, 1, 1),
+            (3, 1, 1, 1),
+            (3, 2, 2, 1),
+            (2, 0, 3, 2),
+            (3, 2, 1, 3),
+            (5, 4, 2, 1),
+            (1, 1, 2, 1),
+        ] {
+            let g = geom(2, &[5, 7], &[k, k], &[p, p], &[s, s], &[d, d]);
+            let Some(out) = g.output() else { continue };
+            let len = g.col_rows() * out.iter().product::<usize>();
+            let im: Vec<f32> = (0..g.image_len()).map(|i| i as f32 + 1.0).collect();
+            let (mut a, mut b) = (vec![f32::NAN; len], vec![f32::NAN; len]);
+            im2col(&g, &im, &mut a, false);
+            im2col(&g, &im, &mut b, true);
+            assert_eq!(a, b, "im2col k{k} p{p} s{s} d{d}");
+            let y: Vec<f32> = (0..len).map(|i| (i % 13) as f32).collect();
+            let (mut x1, mut x2) = (vec![0.0; im.len()], vec![0.0; im.len()]);
+            col2im(&g, &y, &mut x1, false);
+            col2im(&g, &y, &mut x2, true);
+            assert_eq!(x1, x2, "col2im k{k} p{p} s{s} d{d}");
+        }
     }
 
     #[test]
