@@ -98,31 +98,39 @@ fn image_data_matches_a_data_layer_over_the_same_images() {
     let Some((images, dir, list)) = setup() else {
         return;
     };
-    // The database convert_imageset would write for this list (raw, resized).
-    let db = dir.path().join("db");
-    let mut w = LmdbWriter::create(&db).unwrap();
-    for (i, (f, l)) in FILES.iter().enumerate() {
-        let d = read_image_to_datum(&images.join(f), *l, 24, 32, true, "").unwrap();
-        w.put(image_key(i, f), crema::proto::binary::encode(&d).unwrap());
-    }
-    w.commit().unwrap();
-    drop(w);
     let transform = "transform_param { crop_size: 16 mean_value: 104 mean_value: 117 mean_value: 123 scale: 0.5 }";
     let mut via_list = image_net(&images, &list, "new_height: 24 new_width: 32", transform);
-    let text = format!(
-        r#"name: "d" state {{ phase: TEST }}
-        layer {{ name: "d" type: "Data" top: "data" top: "label"
-                data_param {{ source: "{}" backend: LMDB batch_size: 2 }} {transform} }}"#,
-        db.display()
-    );
-    let p: NetParameter = crema::proto::text::parse(&text, "test").unwrap();
-    let mut via_db = Net::from_param(&p).unwrap();
+    // The databases convert_imageset would write for this list: raw pixels,
+    // and PNG-encoded (lossless, decoded by the Data layer).
+    let mut via_dbs: Vec<Net> = ["", "png"]
+        .iter()
+        .map(|encoding| {
+            let db = dir.path().join(format!("db{encoding}"));
+            let mut w = LmdbWriter::create(&db).unwrap();
+            for (i, (f, l)) in FILES.iter().enumerate() {
+                let d = read_image_to_datum(&images.join(f), *l, 24, 32, true, encoding).unwrap();
+                assert_eq!(d.encoded(), !encoding.is_empty());
+                w.put(image_key(i, f), crema::proto::binary::encode(&d).unwrap());
+            }
+            w.commit().unwrap();
+            let text = format!(
+                r#"name: "d" state {{ phase: TEST }}
+                layer {{ name: "d" type: "Data" top: "data" top: "label"
+                        data_param {{ source: "{}" backend: LMDB batch_size: 2 }} {transform} }}"#,
+                db.display()
+            );
+            let p: NetParameter = crema::proto::text::parse(&text, "test").unwrap();
+            Net::from_param(&p).unwrap()
+        })
+        .collect();
     for _ in 0..3 {
         via_list.forward().unwrap();
-        via_db.forward().unwrap();
-        assert_eq!(tops(&via_list), tops(&via_db));
+        for via_db in via_dbs.iter_mut() {
+            via_db.forward().unwrap();
+            assert_eq!(tops(&via_list), tops(via_db));
+        }
     }
-    assert_eq!(tops(&via_db).0, vec![2, 3, 16, 16]);
+    assert_eq!(tops(&via_list).0, vec![2, 3, 16, 16]);
 }
 
 #[test]

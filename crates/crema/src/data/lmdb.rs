@@ -24,7 +24,10 @@ const CHUNK: usize = 256;
 /// heed refuses to open one path twice in a process, yet a TRAIN and a TEST
 /// net may read the same database at once: environments are shared here,
 /// counted, and closed when the last user goes.
-static OPEN_ENVS: Mutex<Option<HashMap<PathBuf, (Env<WithoutTls>, usize)>>> = Mutex::new(None);
+static OPEN_ENVS: Mutex<Option<EnvRegistry>> = Mutex::new(None);
+
+/// Canonical path → (environment, number of handles on it).
+type EnvRegistry = HashMap<PathBuf, (Env<WithoutTls>, usize)>;
 
 fn lmdb_err(path: &Path, what: &str, e: heed::Error) -> Error {
     Error::Other(format!("lmdb {}: {what}: {e}", path.display()))
@@ -209,6 +212,7 @@ impl LmdbCursor {
     }
 
     /// Moves to the next record; past the last one `valid()` is false.
+    #[allow(clippy::should_implement_trait)] // Caffe's cursor verb, not an iterator
     pub fn next(&mut self) -> Result<()> {
         if let Some((key, _)) = self.buf.pop_front() {
             if self.buf.is_empty() {
