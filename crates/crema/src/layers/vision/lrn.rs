@@ -13,12 +13,6 @@ use crate::blob::SharedBlob;
 use crate::error::Result;
 use crate::layers::Layer;
 
-/// One image's bottom diff, bottom data, top data, top diff and scale, as zipped for backward.
-type ImageGrads<'a> = (
-    (((&'a mut [f32], &'a [f32]), &'a [f32]), &'a [f32]),
-    &'a [f32],
-);
-
 pub struct LRNLayer {
     param: LayerParameter,
     size: usize,
@@ -30,6 +24,8 @@ pub struct LRNLayer {
     chw: (usize, usize, usize),
     /// The scale of every element, kept from forward for backward.
     scale: Vec<f32>,
+    /// Backward's window sums, kept to avoid reallocating every pass.
+    window: Vec<f32>,
 }
 
 impl LRNLayer {
@@ -50,6 +46,7 @@ impl LRNLayer {
             region: lp.norm_region(),
             chw: (0, 0, 0),
             scale: Vec::new(),
+            window: Vec::new(),
         }))
     }
 
@@ -127,6 +124,7 @@ impl Layer for LRNLayer {
         self.chw = (shape[1], shape[2], shape[3]);
         top[0].borrow_mut().reshape(&shape);
         self.scale.resize(shape.iter().product(), 0.0);
+        self.window.resize(shape.iter().product(), 0.0);
         Ok(())
     }
 
@@ -176,30 +174,31 @@ impl Layer for LRNLayer {
         }
         let ratio = 2.0 * self.alpha * self.beta / self.window_len();
         let beta = self.beta;
+        let mut window = std::mem::take(&mut self.window);
         let this = &*self;
+        let (y, g, s) = (t.data(), t.diff(), &self.scale[..]);
         // dx_j = g_j·s_j^−β − (2αβ/n)·x_j·Σ_{i: j ∈ win(i)} g_i·y_i/s_i; the
-        // windows are symmetric, so the sum is a window sum around j.
-        let image = |((((bd, x), y), g), s): ImageGrads| {
-            let r: Vec<f32> = g
-                .iter()
-                .zip(y)
-                .zip(s)
-                .map(|((&g, &y), &s)| g * y / s)
-                .collect();
-            let mut acc = vec![0.0; r.len()];
-            this.window_sum(&r, &mut acc, 0.0, 1.0);
-            for (((d, &xv), &gv), (&sv, &av)) in bd.iter_mut().zip(x).zip(g).zip(s.iter().zip(&acc))
+        // windows are symmetric, so the sum is a window sum around j. The
+        // bottom diff holds g·y/s until its window sums are taken.
+        let image = |(n, (bd, acc)): (usize, (&mut [f32], &mut [f32]))| {
+            let r = n * dim..(n + 1) * dim;
+            let (x, y, g, s) = (&x[r.clone()], &y[r.clone()], &g[r.clone()], &s[r]);
+            bd.iter_mut()
+                .zip(g.iter().zip(y).zip(s))
+                .for_each(|(d, ((&g, &y), &s))| *d = g * y / s);
+            this.window_sum(bd, acc, 0.0, 1.0);
+            for (((d, &xv), &gv), (&sv, &av)) in
+                bd.iter_mut().zip(x).zip(g).zip(s.iter().zip(acc.iter()))
             {
                 *d = gv * sv.powf(-beta) - ratio * xv * av;
             }
         };
         bottom_diff
             .par_chunks_mut(dim)
-            .zip(x.par_chunks(dim))
-            .zip(t.data().par_chunks(dim))
-            .zip(t.diff().par_chunks(dim))
-            .zip(self.scale.par_chunks(dim))
+            .zip(window.par_chunks_mut(dim))
+            .enumerate()
             .for_each(image);
+        self.window = window;
         Ok(())
     }
 
