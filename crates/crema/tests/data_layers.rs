@@ -306,3 +306,25 @@ fn memory_data_transforms_added_datums() {
         &[1.0, 2.0]
     );
 }
+
+#[test]
+fn legacy_transform_fields_in_data_param_still_apply() {
+    // V1 prototxts put scale/crop_size in data_param; the net upgrades them
+    // into transform_param as Caffe does. (In a current-format `layer`
+    // Caffe ignores them, and so does crema, with a warning.)
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    standard_db(&db, 4);
+    let text = format!(
+        r#"name: "d" state {{ phase: TEST }}
+        layers {{ name: "data" type: DATA top: "data" top: "label"
+                 data_param {{ source: "{}" backend: LMDB batch_size: 4 scale: 0.5 crop_size: 2 }} }}"#,
+        db.display()
+    );
+    let p: NetParameter = crema::proto::text::parse(&text, "test").unwrap();
+    let mut n = Net::from_param(&p).unwrap();
+    n.forward().unwrap();
+    let (shape, data, _) = tops(&n);
+    assert_eq!(shape, vec![4, 1, 2, 2]);
+    assert_eq!(&data[..4], &[0.0, 0.5, 1.5, 2.0]);
+}

@@ -39,6 +39,13 @@ impl DbBatchLoader {
         if batch_size == 0 {
             return Err(lerr("data_param.batch_size must be positive".into()));
         }
+        if dp.has_scale() || dp.has_mean_file() || dp.has_crop_size() || dp.has_mirror() {
+            // Caffe upgrades these only in V1 nets and otherwise ignores them.
+            log::warn!(
+                "layer {}: data_param scale/mean_file/crop_size/mirror are ignored; set them in transform_param",
+                param.name()
+            );
+        }
         let source = dp.source().to_string();
         if source.is_empty() {
             return Err(lerr("data_param.source is not set".into()));
