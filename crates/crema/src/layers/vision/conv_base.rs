@@ -138,29 +138,29 @@ pub struct Scratch {
     pub wdiff: Vec<f32>,
 }
 
-/// Runs `f(first_image, images, scratch)` over the batch split into one
-/// contiguous run of images per worker. With one run it stays on the calling
-/// thread, so the GEMMs inside may use the whole pool themselves.
-pub fn for_each_run<A: Sync, B: Send>(
+/// Splits the batch into one contiguous run of images per worker and calls
+/// `f(first_image, out, scratch)` for each, where `out` is the run's part of
+/// `b` (`b_dim` values per image); `f` reads its inputs by image index. With
+/// one run it stays on the calling thread, so the GEMMs inside may use the
+/// whole pool themselves.
+pub fn for_each_run(
     num: usize,
     scratch: &mut [Scratch],
-    a: &[A],
-    a_dim: usize,
-    b: &mut [B],
+    b: &mut [f32],
     b_dim: usize,
-    f: impl Fn(&[A], &mut [B], &mut Scratch) + Sync,
+    f: impl Fn(usize, &mut [f32], &mut Scratch) + Sync,
 ) {
     let runs = scratch.len().min(num).max(1);
     let per = num.div_ceil(runs).max(1);
-    if runs == 1 {
-        f(&a[..num * a_dim], &mut b[..num * b_dim], &mut scratch[0]);
+    if runs == 1 || b_dim == 0 {
+        f(0, &mut b[..num * b_dim], &mut scratch[0]);
         return;
     }
-    a[..num * a_dim]
-        .par_chunks(per * a_dim)
-        .zip(b[..num * b_dim].par_chunks_mut(per * b_dim))
+    b[..num * b_dim]
+        .par_chunks_mut(per * b_dim)
         .zip(scratch.par_iter_mut())
-        .for_each(|((ac, bc), s)| f(ac, bc, s));
+        .enumerate()
+        .for_each(|(i, (bc, s))| f(i * per, bc, s));
 }
 
 /// Kernel, stride, pad and dilation per spatial axis, by Caffe's rules: either

@@ -246,18 +246,16 @@ impl Layer for ConvolutionLayer {
             let b = b.borrow();
             let mut t = t.borrow_mut();
             let bias = bias.as_ref().map(|b| b.data());
+            let bottom_data = b.data();
             for_each_run(
                 self.num,
                 &mut self.scratch,
-                b.data(),
-                self.bottom_dim,
                 t.data_mut(),
-                self.top_dim,
-                |bs, ts, s| {
-                    for (bi, ti) in bs
-                        .chunks_exact(bottom_dim)
-                        .zip(ts.chunks_exact_mut(top_dim))
-                    {
+                top_dim,
+                |first, ts, s| {
+                    for (j, ti) in ts.chunks_exact_mut(top_dim).enumerate() {
+                        let bi =
+                            &bottom_data[(first + j) * bottom_dim..(first + j + 1) * bottom_dim];
                         if reverse {
                             gemm.backward_data(bi, weights, ti, &mut s.col);
                         } else {
@@ -306,22 +304,16 @@ impl Layer for ConvolutionLayer {
                 // Bottom data is read and bottom diff written in the same pass.
                 let (bottom_data, bottom_diff) = b.data_and_diff_mut();
                 let bottom_dim = self.bottom_dim;
-                // Pair each image's top diff with its bottom (data, diff).
-                let images: Vec<(&[f32], &[f32])> = top_diff
-                    .chunks_exact(top_dim)
-                    .zip(bottom_data.chunks_exact(bottom_dim))
-                    .collect();
                 for_each_run(
                     self.num,
                     &mut self.scratch,
-                    &images,
-                    1,
                     bottom_diff,
                     bottom_dim,
-                    |imgs, diffs, s| {
-                        for (&(td, bd), bdiff) in
-                            imgs.iter().zip(diffs.chunks_exact_mut(bottom_dim))
-                        {
+                    |first, diffs, s| {
+                        for (j, bdiff) in diffs.chunks_exact_mut(bottom_dim).enumerate() {
+                            let n = first + j;
+                            let td = &top_diff[n * top_dim..(n + 1) * top_dim];
+                            let bd = &bottom_data[n * bottom_dim..(n + 1) * bottom_dim];
                             if reverse {
                                 // Deconvolution: its input (for the GEMM) is the top.
                                 gemm.weight_grad(td, bd, &mut s.wdiff, &mut s.col);
