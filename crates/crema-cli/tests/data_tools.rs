@@ -308,3 +308,52 @@ fn convert_imageset_stores_photos_raw_resized_gray_or_encoded() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn convert_imageset_shuffle_keeps_each_file_with_its_label() {
+    let Some(data) = shared_data() else {
+        eprintln!("skipped: shared/data not found");
+        return;
+    };
+    let dir = temp("shuffle");
+    let root = format!("{}/", data.join("images/foolbox_imagenet").display());
+    let mut files: Vec<String> = std::fs::read_dir(data.join("images/foolbox_imagenet"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.ends_with(".jpg") || f.ends_with(".png"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "{files:?}");
+    let list: String = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| format!("{f} {i}\n"))
+        .collect();
+    std::fs::write(dir.join("list.txt"), list).unwrap();
+    let db = dir.join("db");
+    let list = dir.join("list.txt");
+    let args = [
+        "--shuffle",
+        "--resize_height=4",
+        "--resize_width=4",
+        &root,
+        list.to_str().unwrap(),
+        db.to_str().unwrap(),
+    ];
+    let (code, log) = run(IMAGESET, &args);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("Shuffling data"), "{log}");
+    let recs = records(&db);
+    assert_eq!(recs.len(), files.len());
+    let mut seen = Vec::new();
+    for (i, (key, d)) in recs.iter().enumerate() {
+        let (index, file) = key.split_once('_').unwrap();
+        assert_eq!(index, format!("{i:08}"));
+        // The label still belongs to the file it was listed with.
+        assert_eq!(files[d.label() as usize], file);
+        seen.push(file.to_string());
+    }
+    seen.sort();
+    assert_eq!(seen, files);
+    let _ = std::fs::remove_dir_all(&dir);
+}
