@@ -310,6 +310,15 @@ fn bad_parameters_are_clear_errors() {
         &[1, 2, 5, 5],
     );
     assert!(e.contains("incompatible with kernel extent 7"), "{e}");
+    let e = error_of(
+        |cp| {
+            cp.set_num_output(2);
+            cp.kernel_size = vec![1];
+            cp.pad = vec![1];
+        },
+        &[1, 2, 0, 5],
+    );
+    assert!(e.contains("spatial axis 0 of size 0"), "{e}");
     let e = error_of(|cp| cp.kernel_size = vec![3], &[1, 2, 5, 5]);
     assert!(e.contains("num_output must be positive"), "{e}");
     let e = error_of(

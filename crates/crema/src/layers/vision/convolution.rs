@@ -82,6 +82,7 @@ impl ConvolutionLayer {
             } else {
                 (x + 2 * w.pad[i])
                     .checked_sub(extent)
+                    .filter(|_| x > 0)
                     .map(|d| d / w.stride[i] + 1)
             };
             let Some(o) = o else {
