@@ -230,7 +230,7 @@ fn restore_rejects_mismatched_history_and_hdf5() {
 }
 
 #[test]
-fn caffe_written_solverstate_restores_iter_history_and_weights() {
+fn caffe_written_solverstates_restore_iter_history_and_weights() {
     let Some(data) = crema::proto::testdata::shared_data() else {
         eprintln!("skipped: shared data not found");
         return;
@@ -239,40 +239,47 @@ fn caffe_written_solverstate_restores_iter_history_and_weights() {
         eprintln!("skipped: LeNet needs the InnerProduct layer, not registered yet");
         return;
     }
-    let dir = data.join("models/lenet_summerlife");
-    let text = format!(
-        "net: \"{}\" base_lr: 0.01 momentum: 0.9 weight_decay: 0.0005 lr_policy: \"inv\" gamma: 0.0001 power: 0.75 \
-         max_iter: 5001 snapshot_after_train: false",
-        dir.join("lenet.prototxt").display()
-    );
-    let param: SolverParameter = crema::proto::text::parse(&text, "t").unwrap();
-    let mut s = Solver::new(&param).unwrap();
-    let state_path = dir.join("lenet_iter_5000.solverstate");
-    s.restore(&state_path).unwrap();
-    assert_eq!(s.iter(), 5000);
-    let state = crema::proto::files::read_solver_state(&state_path).unwrap();
-    assert_eq!(s.history().len(), 8);
-    for (h, stored) in s.history().iter().zip(&state.history) {
-        assert_eq!(h.data(), &stored.data[..]);
-    }
-    let model =
-        crema::proto::files::read_net_binary(dir.join("lenet_iter_5000.caffemodel")).unwrap();
-    let conv1 = model.layer.iter().find(|l| l.name() == "conv1").unwrap();
-    let w0: Vec<f32> = s.net().learnable_params()[0].borrow().data().to_vec();
-    assert_eq!(w0, conv1.blobs[0].data);
-    // One more step: this deploy net has no loss, so the gradient is weight
-    // decay alone and the step is Caffe's momentum update from its history
-    // at iteration 5000's inv rate.
-    s.step(1).unwrap();
-    let rate = (0.01f64 * (1.0f64 + 0.0001 * 5000.0).powf(-0.75)) as f32;
-    let h0 = &state.history[0].data;
-    for (i, &w) in w0.iter().enumerate().step_by(37) {
-        let h = rate * (0.0005 * w) + 0.9 * h0[i];
-        let want = w - h;
-        let got = s.net().learnable_params()[0].borrow().data()[i];
-        assert!(
-            (got - want).abs() <= 1e-6 + 1e-5 * want.abs(),
-            "conv1 w[{i}]: {got} vs {want}"
+    // A 2018 Caffe snapshot (current format) and a 2014 one (V1 net, legacy
+    // 4-D history shapes); their learned_net paths point into the trainer's
+    // checkout, so the caffemodel beside the state is used.
+    for (folder, iter) in [("lenet_summerlife", 5000), ("lenet_v1_everpeace", 10000)] {
+        let dir = data.join("models").join(folder);
+        let text = format!(
+            "net: \"{}\" base_lr: 0.01 momentum: 0.9 weight_decay: 0.0005 lr_policy: \"inv\" gamma: 0.0001 \
+             power: 0.75 max_iter: {} snapshot_after_train: false",
+            dir.join("lenet.prototxt").display(),
+            iter + 1
         );
+        let param: SolverParameter = crema::proto::text::parse(&text, "t").unwrap();
+        let mut s = Solver::new(&param).unwrap();
+        let state_path = dir.join(format!("lenet_iter_{iter}.solverstate"));
+        s.restore(&state_path).unwrap();
+        assert_eq!(s.iter(), iter, "{folder}");
+        let state = crema::proto::files::read_solver_state(&state_path).unwrap();
+        assert_eq!(s.history().len(), 8);
+        for (h, stored) in s.history().iter().zip(&state.history) {
+            assert_eq!(h.data(), &stored.data[..], "{folder}");
+        }
+        let model =
+            crema::proto::files::read_net_binary(dir.join(format!("lenet_iter_{iter}.caffemodel")))
+                .unwrap();
+        let conv1 = model.layer.iter().find(|l| l.name() == "conv1").unwrap();
+        let w0: Vec<f32> = s.net().learnable_params()[0].borrow().data().to_vec();
+        assert_eq!(w0, conv1.blobs[0].data, "{folder}");
+        // One more step: this deploy net has no loss, so the gradient is
+        // weight decay alone and the step is Caffe's momentum update from
+        // its stored history at the restored iteration's inv rate.
+        s.step(1).unwrap();
+        let rate = (0.01f64 * (1.0f64 + 0.0001 * f64::from(iter)).powf(-0.75)) as f32;
+        let h0 = &state.history[0].data;
+        let got = s.net().learnable_params()[0].borrow().data().to_vec();
+        for (i, &w) in w0.iter().enumerate().step_by(37) {
+            let want = w - (rate * (0.0005 * w) + 0.9 * h0[i]);
+            assert!(
+                (got[i] - want).abs() <= 1e-6 + 1e-5 * want.abs(),
+                "{folder} conv1 w[{i}]: {} vs {want}",
+                got[i]
+            );
+        }
     }
 }
