@@ -2,11 +2,11 @@
 //!
 //! `caffe <action> [flags]` with Caffe's actions and gflags spellings
 //! (`-model x`, `--model=x`): train, test, time, device_query.
-mod flags;
-mod netload;
 mod test_cmd;
 mod time;
 mod train;
+
+use crema_cli::{flags, netload};
 
 use flags::{FlagSpec, Flags};
 

@@ -9,9 +9,7 @@ use crema::data::{decode_datum, parse_datum, Backend, ColorMode};
 use crema::proto::caffe::BlobProto;
 
 #[allow(dead_code)]
-#[path = "../flags.rs"]
-mod flags;
-use flags::{FlagSpec, Flags};
+use crema_cli::flags::{self, FlagSpec, Flags};
 
 const SPECS: &[FlagSpec] = &[FlagSpec {
     name: "backend",

@@ -9,9 +9,7 @@ use std::process::ExitCode;
 use crema::data::{image_key, read_image_to_datum, Backend};
 
 #[allow(dead_code)]
-#[path = "../flags.rs"]
-mod flags;
-use flags::{FlagSpec, Flags};
+use crema_cli::flags::{self, FlagSpec, Flags};
 
 const SPECS: &[FlagSpec] = &[
     FlagSpec {

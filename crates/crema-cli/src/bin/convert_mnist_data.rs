@@ -8,9 +8,7 @@ use crema::data::{index_key, Backend};
 use crema::proto::caffe::Datum;
 
 #[allow(dead_code)]
-#[path = "../flags.rs"]
-mod flags;
-use flags::{FlagSpec, Flags};
+use crema_cli::flags::{self, FlagSpec, Flags};
 
 const SPECS: &[FlagSpec] = &[FlagSpec {
     name: "backend",
