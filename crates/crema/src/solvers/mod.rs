@@ -206,6 +206,10 @@ impl Solver {
     pub fn test_nets(&self) -> &[Net] {
         &self.test_nets
     }
+    /// The test nets, mutable (pycaffe runs them forward between steps).
+    pub fn test_nets_mut(&mut self) -> &mut [Net] {
+        &mut self.test_nets
+    }
     /// Number of updates applied so far.
     pub fn iter(&self) -> i32 {
         self.iter
