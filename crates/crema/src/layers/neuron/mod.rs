@@ -5,17 +5,38 @@ use std::rc::Rc;
 use super::LayerCtor;
 use crate::blob::SharedBlob;
 
+pub mod absval;
+pub mod bnll;
+pub mod clip;
 pub mod dropout;
+pub mod elu;
+pub mod exp;
+pub mod log;
+pub mod power;
+pub mod prelu;
 pub mod relu;
+pub(crate) mod saved_input;
 pub mod sigmoid;
+pub mod swish;
 pub mod tanh;
+pub mod threshold;
 
 /// Type names and constructors of this group's layers.
 pub const REGISTRY: &[(&str, LayerCtor)] = &[
+    ("AbsVal", absval::AbsValLayer::create),
+    ("BNLL", bnll::BNLLLayer::create),
+    ("Clip", clip::ClipLayer::create),
     ("Dropout", dropout::DropoutLayer::create),
+    ("ELU", elu::ELULayer::create),
+    ("Exp", exp::ExpLayer::create),
+    ("Log", log::LogLayer::create),
+    ("Power", power::PowerLayer::create),
+    ("PReLU", prelu::PReLULayer::create),
     ("ReLU", relu::ReLULayer::create),
     ("Sigmoid", sigmoid::SigmoidLayer::create),
+    ("Swish", swish::SwishLayer::create),
     ("TanH", tanh::TanHLayer::create),
+    ("Threshold", threshold::ThresholdLayer::create),
 ];
 
 /// Whether two handles are one blob (an in-place layer).
