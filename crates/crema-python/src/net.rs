@@ -1,0 +1,201 @@
+//! `caffe._caffe.Net` and `caffe._caffe.Layer`: the engine's Net with the
+//! primitive methods pycaffe's Python layer is written against.
+use std::path::PathBuf;
+
+use crema::proto::caffe::Phase;
+use crema::Net;
+use protobuf::Enum;
+use pyo3::exceptions::{PyIndexError, PyValueError};
+use pyo3::prelude::*;
+
+use crate::blob::PyBlob;
+use crate::py_err;
+use crate::solver::PySolver;
+
+/// Who owns the Rust Net behind a Python Net.
+pub(crate) enum NetOwner {
+    /// Built by `caffe.Net(...)`.
+    Own(Net),
+    /// A solver's train net (`test: None`) or one of its test nets.
+    Solver { solver: Py<PySolver>, test: Option<usize> },
+}
+
+/// A network built from a prototxt (Caffe's Net<float>).
+#[pyclass(unsendable, name = "Net", module = "caffe._caffe")]
+pub struct PyNet {
+    pub(crate) owner: NetOwner,
+}
+
+pub(crate) fn phase_from(phase: i32) -> PyResult<Phase> {
+    Phase::from_i32(phase)
+        .ok_or_else(|| PyValueError::new_err(format!("phase must be caffe.TRAIN (0) or caffe.TEST (1), not {phase}")))
+}
+
+impl PyNet {
+    /// Runs `f` on the Net, wherever it lives.
+    pub(crate) fn with_net<R>(&mut self, py: Python<'_>, f: impl FnOnce(&mut Net) -> R) -> PyResult<R> {
+        match &mut self.owner {
+            NetOwner::Own(net) => Ok(f(net)),
+            NetOwner::Solver { solver, test } => {
+                let mut s = solver.bind(py).try_borrow_mut()?;
+                let net = match test {
+                    None => s.solver.net_mut(),
+                    Some(i) => &mut s.solver.test_nets_mut()[*i],
+                };
+                Ok(f(net))
+            }
+        }
+    }
+
+    fn check_layer(net: &Net, i: usize) -> PyResult<()> {
+        let n = net.layers().len();
+        if i >= n {
+            return Err(PyIndexError::new_err(format!("layer index {i} is outside the net's {n} layers")));
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl PyNet {
+    /// `Net(model, phase, level, stages, weights)`: reads the prototxt (legacy
+    /// formats upgraded), builds the net in that state and copies the trained
+    /// layers of `weights` (a .caffemodel) when given.
+    #[new]
+    #[pyo3(signature = (model, phase, level = 0, stages = Vec::new(), weights = None))]
+    fn py_new(model: PathBuf, phase: i32, level: i32, stages: Vec<String>, weights: Option<PathBuf>) -> PyResult<Self> {
+        let phase = phase_from(phase)?;
+        let mut net = Net::from_file(&model, phase, level, &stages).map_err(py_err)?;
+        if let Some(w) = weights {
+            net.copy_trained_layers_from_file(&w).map_err(py_err)?;
+        }
+        Ok(PyNet { owner: NetOwner::Own(net) })
+    }
+
+    /// Runs layers `start..=end` forward; returns the weighted loss.
+    fn _forward(&mut self, py: Python<'_>, start: usize, end: usize) -> PyResult<f32> {
+        self.with_net(py, |n| n.forward_from_to(start, end))?.map_err(py_err)
+    }
+
+    /// Runs layers `start` down to `end` backward (`start >= end`).
+    fn _backward(&mut self, py: Python<'_>, start: usize, end: usize) -> PyResult<()> {
+        self.with_net(py, |n| n.backward_from_to(start, end))?.map_err(py_err)
+    }
+
+    /// Reshapes every layer after an input blob changed shape. Arrays taken
+    /// from blobs that grew must be taken again.
+    fn reshape(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.with_net(py, |n| n.reshape())?.map_err(py_err)
+    }
+
+    /// Copies the parameters of same-named layers from a .caffemodel.
+    fn copy_from(&mut self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        self.with_net(py, |n| n.copy_trained_layers_from_file(&path))?.map_err(py_err)
+    }
+
+    /// Writes the net's parameters as a binary .caffemodel.
+    fn save(&mut self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        self.with_net(py, |n| n.save(&path))?.map_err(py_err)
+    }
+
+    /// Zeroes the diffs of every parameter blob.
+    fn clear_param_diffs(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.with_net(py, |n| n.clear_param_diffs())
+    }
+
+    #[getter]
+    fn name(&mut self, py: Python<'_>) -> PyResult<String> {
+        self.with_net(py, |n| n.name().to_string())
+    }
+
+    #[getter]
+    fn phase(&mut self, py: Python<'_>) -> PyResult<i32> {
+        self.with_net(py, |n| n.phase() as i32)
+    }
+
+    #[getter]
+    fn _blob_names(&mut self, py: Python<'_>) -> PyResult<Vec<String>> {
+        self.with_net(py, |n| n.blob_names().to_vec())
+    }
+
+    #[getter]
+    fn _layer_names(&mut self, py: Python<'_>) -> PyResult<Vec<String>> {
+        self.with_net(py, |n| n.layer_names().to_vec())
+    }
+
+    /// The net's blobs, in blob-name order.
+    #[getter]
+    fn _blobs(&mut self, py: Python<'_>) -> PyResult<Vec<PyBlob>> {
+        self.with_net(py, |n| n.blobs().iter().map(|b| PyBlob::new(b.clone())).collect())
+    }
+
+    #[getter]
+    fn layers(&mut self, py: Python<'_>) -> PyResult<Vec<PyLayer>> {
+        self.with_net(py, |n| {
+            n.layers()
+                .iter()
+                .zip(n.layer_names())
+                .map(|(l, name)| PyLayer {
+                    name: name.clone(),
+                    kind: l.type_name().to_string(),
+                    blobs: l.blobs().to_vec(),
+                })
+                .collect()
+        })
+    }
+
+    /// Indices (into `_blob_names`) of the net's input blobs.
+    #[getter]
+    fn _inputs(&mut self, py: Python<'_>) -> PyResult<Vec<usize>> {
+        self.with_net(py, |n| n.input_blob_indices().to_vec())
+    }
+
+    /// Indices (into `_blob_names`) of the net's output blobs.
+    #[getter]
+    fn _outputs(&mut self, py: Python<'_>) -> PyResult<Vec<usize>> {
+        self.with_net(py, |n| n.output_blob_indices().to_vec())
+    }
+
+    /// Each blob's loss weight, in blob order.
+    #[getter]
+    fn _blob_loss_weights(&mut self, py: Python<'_>) -> PyResult<Vec<f32>> {
+        self.with_net(py, |n| n.blob_loss_weights().to_vec())
+    }
+
+    /// Blob indices of layer `i`'s bottoms.
+    fn _bottom_ids(&mut self, py: Python<'_>, i: usize) -> PyResult<Vec<usize>> {
+        self.with_net(py, |n| PyNet::check_layer(n, i).map(|_| n.bottom_ids(i).to_vec()))?
+    }
+
+    /// Blob indices of layer `i`'s tops.
+    fn _top_ids(&mut self, py: Python<'_>, i: usize) -> PyResult<Vec<usize>> {
+        self.with_net(py, |n| PyNet::check_layer(n, i).map(|_| n.top_ids(i).to_vec()))?
+    }
+}
+
+/// One layer of a net: its type and its parameter blobs.
+#[pyclass(unsendable, name = "Layer", module = "caffe._caffe")]
+pub struct PyLayer {
+    name: String,
+    kind: String,
+    blobs: Vec<crema::SharedBlob>,
+}
+
+#[pymethods]
+impl PyLayer {
+    /// The layer's type string ("Convolution", "InnerProduct", ...).
+    #[getter]
+    fn r#type(&self) -> &str {
+        &self.kind
+    }
+
+    /// The layer's parameter blobs (weights, then bias), sharing memory with the net.
+    #[getter]
+    fn blobs(&self) -> Vec<PyBlob> {
+        self.blobs.iter().map(|b| PyBlob::new(b.clone())).collect()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<caffe Layer {} ({})>", self.name, self.kind)
+    }
+}
