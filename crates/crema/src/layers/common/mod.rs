@@ -10,10 +10,13 @@ use crate::blob::{Blob, SharedBlob};
 use crate::error::{Error, Result};
 
 pub mod argmax;
+pub mod bias;
 pub mod concat;
 pub mod eltwise;
 pub mod flatten;
+pub mod parameter;
 pub mod reshape;
+pub mod scale;
 pub mod silence;
 pub mod slice;
 pub mod softmax;
@@ -24,10 +27,13 @@ pub(crate) mod testutil;
 /// Type names and constructors of this group's layers.
 pub const REGISTRY: &[(&str, LayerCtor)] = &[
     ("ArgMax", argmax::ArgMaxLayer::create),
+    ("Bias", bias::BiasLayer::create),
     ("Concat", concat::ConcatLayer::create),
     ("Eltwise", eltwise::EltwiseLayer::create),
     ("Flatten", flatten::FlattenLayer::create),
+    ("Parameter", parameter::ParameterLayer::create),
     ("Reshape", reshape::ReshapeLayer::create),
+    ("Scale", scale::ScaleLayer::create),
     ("Silence", silence::SilenceLayer::create),
     ("Slice", slice::SliceLayer::create),
     ("Softmax", softmax::SoftmaxLayer::create),
