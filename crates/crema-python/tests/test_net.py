@@ -192,8 +192,12 @@ def test_blob_reshape_and_checks(tmp_path):
         net.blobs["x"].reshape(-1, 3)
     with pytest.raises(ValueError, match="batch"):
         net.forward(x=np.zeros((5, 3), np.float32))
-    with pytest.raises(ValueError):
-        net.blobs["x"].reshape(*([1] * 5)) or net.blobs["x"].num
+    net.blobs["x"].reshape(1, 1, 1, 1, 3)
+    assert net.blobs["x"].data.shape == (1, 1, 1, 1, 3)
+    with pytest.raises(ValueError, match="at most 4 axes"):
+        net.blobs["x"].num
+    with pytest.raises(ValueError, match="axes exceed"):
+        net.blobs["x"].reshape(*([1] * 33))
 
 
 def test_bad_prototxt_raises_with_file_and_line(tmp_path):

@@ -14,7 +14,7 @@ class Net:
 
     def __init__(self, model, *args, level=0, stages=None, weights=None, phase=None):
         args = list(args)
-        if args and isinstance(args[0], (str, bytes)) or args and hasattr(args[0], "__fspath__"):
+        if args and (isinstance(args[0], (str, bytes)) or hasattr(args[0], "__fspath__")):
             if weights is not None:
                 raise TypeError("Net: weights given twice")
             weights = args.pop(0)  # legacy Net(model, weights, phase)
