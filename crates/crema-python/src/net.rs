@@ -15,7 +15,7 @@ use crate::solver::PySolver;
 /// Who owns the Rust Net behind a Python Net.
 pub(crate) enum NetOwner {
     /// Built by `caffe.Net(...)`.
-    Own(Net),
+    Own(Box<Net>),
     /// A solver's train net (`test: None`) or one of its test nets.
     Solver { solver: Py<PySolver>, test: Option<usize> },
 }
@@ -69,7 +69,7 @@ impl PyNet {
         if let Some(w) = weights {
             net.copy_trained_layers_from_file(&w).map_err(py_err)?;
         }
-        Ok(PyNet { owner: NetOwner::Own(net) })
+        Ok(PyNet { owner: NetOwner::Own(Box::new(net)) })
     }
 
     /// Runs layers `start..=end` forward; returns the weighted loss.
