@@ -10,10 +10,12 @@ use crate::blob::{Blob, SharedBlob};
 use crate::error::{Error, Result};
 
 pub mod argmax;
+pub mod batch_norm;
 pub mod bias;
 pub mod concat;
 pub mod eltwise;
 pub mod flatten;
+pub mod mvn;
 pub mod parameter;
 pub mod reshape;
 pub mod scale;
@@ -27,10 +29,12 @@ pub(crate) mod testutil;
 /// Type names and constructors of this group's layers.
 pub const REGISTRY: &[(&str, LayerCtor)] = &[
     ("ArgMax", argmax::ArgMaxLayer::create),
+    ("BatchNorm", batch_norm::BatchNormLayer::create),
     ("Bias", bias::BiasLayer::create),
     ("Concat", concat::ConcatLayer::create),
     ("Eltwise", eltwise::EltwiseLayer::create),
     ("Flatten", flatten::FlattenLayer::create),
+    ("MVN", mvn::MVNLayer::create),
     ("Parameter", parameter::ParameterLayer::create),
     ("Reshape", reshape::ReshapeLayer::create),
     ("Scale", scale::ScaleLayer::create),
