@@ -112,6 +112,21 @@ fn _caffe_proto_descriptor<'py>(py: Python<'py>) -> PyResult<Bound<'py, pyo3::ty
     Ok(pyo3::types::PyBytes::new(py, &bytes))
 }
 
+/// Decodes a JPEG or PNG into an H x W x K uint8 array in Caffe's C++ channel
+/// order (BGR, or one gray channel when `color` is false); caffe.io.load_image
+/// turns it into pycaffe's RGB floats.
+#[pyfunction]
+fn _read_image<'py>(py: Python<'py>, path: std::path::PathBuf, color: bool) -> PyResult<Bound<'py, numpy::PyArray3<u8>>> {
+    use crema::data::{ColorMode, Image};
+    use numpy::PyArrayMethods;
+    if !path.is_file() {
+        return Err(PyFileNotFoundError::new_err(format!("{}: no such image file", path.display())));
+    }
+    let img = Image::read(&path, ColorMode::from_is_color(color)).map_err(py_err)?;
+    let (h, w, c) = (img.height, img.width, img.channels);
+    numpy::PyArray1::from_vec(py, img.data).reshape([h, w, c])
+}
+
 #[pymodule]
 fn _caffe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -126,6 +141,7 @@ fn _caffe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(log_info, m)?)?;
     m.add_function(wrap_pyfunction!(layer_type_list, m)?)?;
     m.add_function(wrap_pyfunction!(_caffe_proto_descriptor, m)?)?;
+    m.add_function(wrap_pyfunction!(_read_image, m)?)?;
     m.add_class::<blob::PyBlob>()?;
     m.add_class::<net::PyLayer>()?;
     m.add_class::<net::PyNet>()?;

@@ -91,3 +91,47 @@ def test_transformer_mean_image():
     t.set_transpose("data", (2, 0, 1))
     t.set_mean("data", np.array([[1.0, 2.0], [3.0, 4.0]]))
     np.testing.assert_array_equal(t.preprocess("data", np.ones((2, 2, 1))), np.array([[[0, -1], [-2, -3]]]))
+
+
+def test_load_image_png_equals_the_cifar_record():
+    from conftest import need
+    png = need("cifar10", "png_sources", "foolbox_test_first20", "cifar10_00_3.png")
+    record = need("cifar10", "test_batch_first20.bin").read_bytes()[:3073]
+    assert record[0] == 3  # the label in the file name
+    rgb = np.frombuffer(record[1:], dtype=np.uint8).reshape(3, 32, 32).transpose(1, 2, 0)
+    img = caffe.io.load_image(str(png))
+    assert img.shape == (32, 32, 3) and img.dtype == np.float32
+    np.testing.assert_allclose(img, rgb / 255.0, atol=1e-7)
+    gray = caffe.io.load_image(str(png), color=False)
+    assert gray.shape == (32, 32, 1)
+    r, g, b = (rgb[..., i].astype(np.int64) for i in range(3))
+    luma = (r * 4899 + g * 9617 + b * 1868 + (1 << 13)) >> 14  # BT.601 in 14-bit fixed point
+    np.testing.assert_allclose(gray[..., 0], luma / 255.0, atol=1e-7)
+
+
+def test_load_image_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        caffe.io.load_image(str(tmp_path / "absent.png"))
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(caffe.CaffeError, match="bad.png"):
+        caffe.io.load_image(str(bad))
+
+
+def test_resize_bilinear_is_exact_on_a_linear_ramp():
+    h, w, nh, nw = 6, 8, 9, 5
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    im = np.stack([2 * yy + 3 * xx + 1, -yy], axis=-1)
+    out = caffe.io.resize_image(im, (nh, nw))
+    sy = np.clip((np.arange(nh) + 0.5) * h / nh - 0.5, 0, h - 1)[:, None]
+    sx = np.clip((np.arange(nw) + 0.5) * w / nw - 0.5, 0, w - 1)[None, :]
+    np.testing.assert_allclose(out[..., 0], 2 * sy + 3 * sx + 1, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out[..., 1], -sy + 0 * sx, atol=1e-5)
+
+
+def test_resize_nearest_upsamples_by_repeating():
+    im = np.arange(12, dtype=np.float32).reshape(3, 4, 1)
+    out = caffe.io.resize_image(im, (6, 12), interp_order=0)
+    np.testing.assert_array_equal(out, np.repeat(np.repeat(im, 2, axis=0), 3, axis=1))
+    with pytest.raises(ValueError):
+        caffe.io.resize_image(im, (5, 5), interp_order=3)

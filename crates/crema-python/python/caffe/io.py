@@ -3,6 +3,7 @@ BlobProtoVector, Datum), pycaffe's ``caffe.io``, and the Transformer that
 turns H x W x K images into a net's C x H x W input and back."""
 import numpy as np
 
+from . import _caffe
 from .proto import caffe_pb2
 
 
@@ -67,6 +68,51 @@ def datum_to_array(datum):
     if len(datum.data):
         return np.frombuffer(datum.data, dtype=np.uint8).reshape(shape)
     return np.array(datum.float_data).astype(float).reshape(shape)
+
+
+def load_image(filename, color=True):
+    """A JPEG or PNG as an H x W x K float32 array in [0, 1], channels RGB
+    (K = 3; gray files are replicated) or gray (K = 1) when ``color`` is false.
+    Decoded by crema's image reader; gray from colour uses the BT.601 weights
+    of Caffe's C++ tools."""
+    img = _caffe._read_image(str(filename), bool(color))
+    if color:
+        img = img[:, :, ::-1]  # crema decodes to Caffe's BGR; pycaffe's images are RGB
+    return img.astype(np.float32) / 255.0
+
+
+def resize_image(im, new_dims, interp_order=1):
+    """Resizes an H x W x K image to ``new_dims`` (height, width), every channel
+    alike: interp_order 1 is bilinear, 0 nearest, both with pixel centres
+    aligned ((i + 0.5) * scale - 0.5) and edges clamped, as Caffe's data layers
+    resize. Returns float32."""
+    im = np.asarray(im, dtype=np.float32)
+    h, w = im.shape[:2]
+    nh, nw = int(new_dims[0]), int(new_dims[1])
+    if (nh, nw) == (h, w):
+        return im.copy()
+    if nh <= 0 or nw <= 0 or h == 0 or w == 0:
+        raise ValueError("cannot resize a %dx%d image to %dx%d" % (h, w, nh, nw))
+    if interp_order == 0:
+        ys = np.minimum(((np.arange(nh) + 0.5) * h / nh).astype(int), h - 1)
+        xs = np.minimum(((np.arange(nw) + 0.5) * w / nw).astype(int), w - 1)
+        return im[ys][:, xs].copy()
+    if interp_order != 1:
+        raise ValueError("interp_order must be 0 (nearest) or 1 (bilinear), not %r" % (interp_order,))
+
+    def taps(n_out, n_in):
+        pos = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+        lo = np.floor(pos).astype(int)
+        hi = np.minimum(lo + 1, n_in - 1)
+        return lo, hi, (pos - lo).astype(np.float32)
+
+    y0, y1, wy = taps(nh, h)
+    x0, x1, wx = taps(nw, w)
+    wy = wy.reshape((nh, 1) + (1,) * (im.ndim - 2))
+    wx = wx.reshape((1, nw) + (1,) * (im.ndim - 2))
+    top = im[y0][:, x0] * (1 - wx) + im[y0][:, x1] * wx
+    bottom = im[y1][:, x0] * (1 - wx) + im[y1][:, x1] * wx
+    return (top * (1 - wy) + bottom * wy).astype(np.float32)
 
 
 def oversample(images, crop_dims):

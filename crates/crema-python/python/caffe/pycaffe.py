@@ -7,6 +7,8 @@ import numpy as np
 
 from . import _caffe
 
+TEST_PHASE = _caffe.TEST
+
 
 class Net:
     """A network: ``Net(model, phase, level=0, stages=None, weights=None)`` or the
