@@ -54,15 +54,7 @@ impl BatchNormLayer {
     fn geometry(&self, b: &Blob) -> (usize, usize, usize) {
         let num = b.shape()[0];
         let c = self.channels;
-        (
-            num,
-            c,
-            if num * c == 0 {
-                0
-            } else {
-                b.count() / (num * c)
-            },
-        )
+        (num, c, b.count().checked_div(num * c).unwrap_or(0))
     }
 }
 

@@ -39,7 +39,7 @@ impl MVNLayer {
         let n = b.shape().first().copied().unwrap_or(1);
         let c = b.shape().get(1).copied().unwrap_or(1);
         let rows = if self.across_channels { n } else { n * c };
-        (rows, if rows == 0 { 0 } else { b.count() / rows })
+        (rows, b.count().checked_div(rows).unwrap_or(0))
     }
 }
 
