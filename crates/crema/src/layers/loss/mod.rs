@@ -10,12 +10,17 @@ use crate::error::Result;
 
 pub mod accuracy;
 pub mod euclidean_loss;
+pub mod sigmoid_cross_entropy_loss;
 pub mod softmax_loss;
 
 /// Type names and constructors of this group's layers.
 pub const REGISTRY: &[(&str, LayerCtor)] = &[
     ("Accuracy", accuracy::AccuracyLayer::create),
     ("EuclideanLoss", euclidean_loss::EuclideanLossLayer::create),
+    (
+        "SigmoidCrossEntropyLoss",
+        sigmoid_cross_entropy_loss::SigmoidCrossEntropyLossLayer::create,
+    ),
     (
         "SoftmaxWithLoss",
         softmax_loss::SoftmaxWithLossLayer::create,
