@@ -10,6 +10,8 @@ use crate::error::Result;
 
 pub mod accuracy;
 pub mod euclidean_loss;
+pub mod hinge_loss;
+pub mod multinomial_logistic_loss;
 pub mod sigmoid_cross_entropy_loss;
 pub mod softmax_loss;
 
@@ -17,6 +19,11 @@ pub mod softmax_loss;
 pub const REGISTRY: &[(&str, LayerCtor)] = &[
     ("Accuracy", accuracy::AccuracyLayer::create),
     ("EuclideanLoss", euclidean_loss::EuclideanLossLayer::create),
+    ("HingeLoss", hinge_loss::HingeLossLayer::create),
+    (
+        "MultinomialLogisticLoss",
+        multinomial_logistic_loss::MultinomialLogisticLossLayer::create,
+    ),
     (
         "SigmoidCrossEntropyLoss",
         sigmoid_cross_entropy_loss::SigmoidCrossEntropyLossLayer::create,
