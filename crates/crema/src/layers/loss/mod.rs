@@ -9,6 +9,7 @@ use crate::ensure;
 use crate::error::Result;
 
 pub mod accuracy;
+pub mod contrastive_loss;
 pub mod euclidean_loss;
 pub mod hinge_loss;
 pub mod multinomial_logistic_loss;
@@ -18,6 +19,7 @@ pub mod softmax_loss;
 /// Type names and constructors of this group's layers.
 pub const REGISTRY: &[(&str, LayerCtor)] = &[
     ("Accuracy", accuracy::AccuracyLayer::create),
+    ("ContrastiveLoss", contrastive_loss::ContrastiveLossLayer::create),
     ("EuclideanLoss", euclidean_loss::EuclideanLossLayer::create),
     ("HingeLoss", hinge_loss::HingeLossLayer::create),
     (
