@@ -12,6 +12,7 @@ pub mod accuracy;
 pub mod contrastive_loss;
 pub mod euclidean_loss;
 pub mod hinge_loss;
+pub mod infogain_loss;
 pub mod multinomial_logistic_loss;
 pub mod sigmoid_cross_entropy_loss;
 pub mod softmax_loss;
@@ -22,6 +23,7 @@ pub const REGISTRY: &[(&str, LayerCtor)] = &[
     ("ContrastiveLoss", contrastive_loss::ContrastiveLossLayer::create),
     ("EuclideanLoss", euclidean_loss::EuclideanLossLayer::create),
     ("HingeLoss", hinge_loss::HingeLossLayer::create),
+    ("InfogainLoss", infogain_loss::InfogainLossLayer::create),
     (
         "MultinomialLogisticLoss",
         multinomial_logistic_loss::MultinomialLogisticLossLayer::create,
