@@ -162,6 +162,34 @@ impl PyNet {
         self.with_net(py, |n| n.blob_loss_weights().to_vec())
     }
 
+    /// Feeds `data` (N x C x H x W) and `labels` (N) to the net's first layer,
+    /// which must be MemoryData; N must be a multiple of its batch size. The
+    /// arrays are copied, so they may be freed or changed afterwards.
+    fn _set_input_arrays(
+        &mut self,
+        py: Python<'_>,
+        data: numpy::PyReadonlyArray4<'_, f32>,
+        labels: numpy::PyReadonlyArray1<'_, f32>,
+    ) -> PyResult<()> {
+        use crema::layers::data::memory_data::MemoryDataLayer;
+        let n = data.as_array().shape()[0];
+        let n_labels = labels.as_array().len();
+        if n_labels != n {
+            return Err(PyValueError::new_err(format!("{n} data items but {n_labels} labels")));
+        }
+        let data = data.as_array().iter().copied().collect::<Vec<f32>>();
+        let labels = labels.as_array().iter().copied().collect::<Vec<f32>>();
+        self.with_net(py, |net| {
+            let layer = net
+                .layers_mut()
+                .first_mut()
+                .and_then(|l| l.as_any_mut())
+                .and_then(|l| l.downcast_mut::<MemoryDataLayer>())
+                .ok_or_else(|| PyValueError::new_err("set_input_arrays needs a net whose first layer is MemoryData"))?;
+            layer.reset(data, labels, n).map_err(py_err)
+        })?
+    }
+
     /// Blob indices of layer `i`'s bottoms.
     fn _bottom_ids(&mut self, py: Python<'_>, i: usize) -> PyResult<Vec<usize>> {
         self.with_net(py, |n| PyNet::check_layer(n, i).map(|_| n.bottom_ids(i).to_vec()))?

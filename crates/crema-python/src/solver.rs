@@ -34,6 +34,13 @@ impl PySolver {
         self.solver.param().type_().to_string()
     }
 
+    /// The solver's parameters, serialized (caffe.Solver.param parses them).
+    fn _param_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+        use protobuf::Message;
+        let bytes = self.solver.param().write_to_bytes().map_err(|e| crate::CaffeError::new_err(e.to_string()))?;
+        Ok(pyo3::types::PyBytes::new(py, &bytes))
+    }
+
     /// The number of updates done so far.
     #[getter]
     fn iter(&self) -> i32 {

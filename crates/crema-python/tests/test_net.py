@@ -224,3 +224,56 @@ def test_missing_weights_file_raises(lenet, tmp_path):
     net = caffe.Net(str(lenet[0]), caffe.TEST)
     with pytest.raises(FileNotFoundError):
         net.copy_from(str(missing))
+
+
+MEMORY_NET = """
+layer { name: "mem" type: "MemoryData" top: "data" top: "label"
+  memory_data_param { batch_size: 2 channels: 1 height: 1 width: 3 } }
+"""
+
+
+def test_set_input_arrays_feeds_memory_data_batches(tmp_path):
+    path = tmp_path / "mem.prototxt"
+    path.write_text(MEMORY_NET)
+    net = caffe.Net(str(path), caffe.TEST)
+    data = np.arange(12, dtype=np.float32).reshape(4, 1, 1, 3)
+    labels = np.array([5, 6, 7, 8], dtype=np.float32)
+    net.set_input_arrays(data, labels)
+    data[...] = -1  # copied: later changes are not seen
+    for first in (0, 2, 0):
+        out = net.forward()
+        np.testing.assert_array_equal(out["data"], np.arange(12, dtype=np.float32).reshape(4, 1, 1, 3)[first:first + 2])
+        np.testing.assert_array_equal(out["label"].ravel(), [5 + first, 6 + first])  # (N, 1, 1, 1) as in Caffe
+    with pytest.raises(caffe.CaffeError, match="multiple of batch size"):
+        net.set_input_arrays(np.zeros((3, 1, 1, 3)), np.zeros(3))
+    with pytest.raises(ValueError):
+        net.set_input_arrays(np.zeros((2, 1, 1, 3)), np.zeros(3))
+
+
+def test_set_input_arrays_needs_memory_data_first(lenet):
+    net = caffe.Net(str(lenet[0]), caffe.TEST)
+    with pytest.raises(ValueError, match="MemoryData"):
+        net.set_input_arrays(np.zeros((64, 1, 28, 28)), np.zeros(64))
+
+
+IP_ONLY = """
+force_backward: true
+layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 4 dim: 3 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "x" top: "ip"
+  inner_product_param { num_output: 2 weight_filler { type: "gaussian" std: 1 }
+                        bias_filler { type: "constant" value: -0.5 } } }
+"""
+
+
+def test_forward_backward_all_batches_inputs_and_top_diffs(tmp_path):
+    path = tmp_path / "ip_only.prototxt"
+    path.write_text(IP_ONLY)
+    net = caffe.Net(str(path), caffe.TRAIN)
+    w, b = (p.data.copy() for p in net.params["ip"])
+    rs = np.random.RandomState(4)
+    x = rs.randn(6, 3).astype(np.float32)
+    g = rs.randn(6, 2).astype(np.float32)
+    outs, diffs = net.forward_backward_all(x=x, ip=g)
+    np.testing.assert_allclose(outs["ip"], x @ w.T + b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(diffs["x"], g @ w, rtol=1e-5, atol=1e-5)
+    assert outs["ip"].shape == (6, 2) and diffs["x"].shape == (6, 3)

@@ -53,4 +53,6 @@ def test_solve_runs_to_max_iter(solver_file):
     solver = caffe.get_solver(str(solver_file))
     solver.solve()
     assert solver.iter == 30
+    assert solver.param.base_lr == pytest.approx(0.05) and solver.param.max_iter == 30
+    assert solver.param.net_param.layer[1].inner_product_param.num_output == 1
     assert solver.test_nets == []

@@ -1,6 +1,7 @@
 """pycaffe's Python-side API over the native ``caffe._caffe`` classes: Net with
 OrderedDicts of blobs and params, keyword forward/backward, forward_all, and the
 solver classes."""
+import itertools
 from collections import OrderedDict
 
 import numpy as np
@@ -208,6 +209,36 @@ class Net:
                 chunk[name] = part
             yield chunk
 
+    def forward_backward_all(self, blobs=None, diffs=None, **kwargs):
+        """forward_all and backward together, a batch at a time: keyword arrays
+        named after inputs feed the forward, those named after outputs give the
+        backward's top diffs. Returns ({blob: data}, {blob: diff}) of all items."""
+        blobs, diffs = list(blobs or []), list(diffs or [])
+        fwd_in = {k: v for k, v in kwargs.items() if k in self.inputs}
+        bwd_in = {k: v for k, v in kwargs.items() if k in self.outputs}
+        unknown = set(kwargs) - set(fwd_in) - set(bwd_in)
+        if unknown:
+            raise KeyError("%s are neither inputs %s nor outputs %s" % (sorted(unknown), self.inputs, self.outputs))
+        outs = {name: [] for name in set(self.outputs + blobs)}
+        grads = {name: [] for name in set(self.inputs + diffs)}
+        for fb, bb in itertools.zip_longest(self._batches(fwd_in), self._batches(bwd_in), fillvalue={}):
+            for name, data in self.forward(blobs=blobs, **fb).items():
+                outs[name].extend(data.copy())
+            for name, diff in self.backward(diffs=diffs, **bb).items():
+                grads[name].extend(diff.copy())
+        total = len(next(iter(kwargs.values()))) if kwargs else None
+        trim = (lambda v: np.asarray(v[:total])) if total is not None else np.asarray
+        return {k: trim(v) for k, v in outs.items()}, {k: trim(v) for k, v in grads.items()}
+
+    def set_input_arrays(self, data, labels):
+        """Feeds arrays to a first MemoryData layer (copied): data N x C x H x W,
+        labels N (or N x 1 x 1 x 1)."""
+        data = np.ascontiguousarray(data, dtype=np.float32)
+        labels = np.ascontiguousarray(labels, dtype=np.float32).reshape(-1)
+        if data.ndim != 4:
+            raise ValueError("set_input_arrays: data must be N x C x H x W, not %s" % (data.shape,))
+        self._net._set_input_arrays(data, labels)
+
     def reshape(self):
         """Reshapes every layer after an input changed shape (take arrays again after)."""
         self._net.reshape()
@@ -244,6 +275,12 @@ class Solver:
     @property
     def iter(self):
         return self._solver.iter
+
+    @property
+    def param(self):
+        """The SolverParameter in force, as a caffe_pb2 message (a copy)."""
+        from .proto import caffe_pb2
+        return caffe_pb2.SolverParameter.FromString(self._solver._param_bytes())
 
     @property
     def net(self):
