@@ -137,8 +137,9 @@ impl Layer for ContrastiveLossLayer {
                         0.0
                     }
                 };
-                for k in i * c..(i + 1) * c {
-                    dx[k] = f * self.diff[k];
+                let span = i * c..(i + 1) * c;
+                for (d, &v) in dx[span.clone()].iter_mut().zip(&self.diff[span]) {
+                    *d = f * v;
                 }
             }
         }

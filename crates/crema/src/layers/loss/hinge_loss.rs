@@ -58,7 +58,7 @@ impl Layer for HingeLossLayer {
     fn forward(&mut self, bottom: &[SharedBlob], top: &[SharedBlob]) -> Result<()> {
         let (x, label) = (bottom[0].borrow(), bottom[1].borrow());
         let num = self.num;
-        let dim = if num == 0 { 0 } else { x.count() / num };
+        let dim = x.count().checked_div(num).unwrap_or(0);
         let mut loss = 0.0f64;
         for i in 0..num {
             let l = class_label(&self.param, label.data(), i, dim, None)?.expect("no ignore label");

@@ -41,11 +41,7 @@ impl Layer for MultinomialLogisticLossLayer {
         check_loss_shapes(p, bottom)?;
         let (x, label) = (bottom[0].borrow(), bottom[1].borrow());
         self.num = x.shape()[0];
-        self.dim = if self.num == 0 {
-            0
-        } else {
-            x.count() / self.num
-        };
+        self.dim = x.count().checked_div(self.num).unwrap_or(0);
         crate::ensure!(
             p,
             label.count() == self.num,
