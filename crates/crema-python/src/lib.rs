@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 
 mod blob;
 mod net;
+mod python_layer;
 mod solver;
 
 pyo3::create_exception!(

@@ -65,7 +65,13 @@ impl PyNet {
     #[pyo3(signature = (model, phase, level = 0, stages = Vec::new(), weights = None))]
     fn py_new(model: PathBuf, phase: i32, level: i32, stages: Vec<String>, weights: Option<PathBuf>) -> PyResult<Self> {
         let phase = phase_from(phase)?;
-        let mut net = Net::from_file(&model, phase, level, &stages).map_err(py_err)?;
+        // Net::from_file's steps, with a factory that also makes Python layers.
+        let mut param = crema::proto::files::read_net_text(&model).map_err(|e| py_err(e.into()))?;
+        let state = param.state.mut_or_insert_default();
+        state.set_phase(phase);
+        state.stage.extend(stages);
+        state.set_level(level);
+        let mut net = Net::from_param_with(&param, &crate::python_layer::factory).map_err(py_err)?;
         if let Some(w) = weights {
             net.copy_trained_layers_from_file(&w).map_err(py_err)?;
         }
@@ -202,7 +208,7 @@ impl PyNet {
 }
 
 /// One layer of a net: its type and its parameter blobs.
-#[pyclass(unsendable, name = "Layer", module = "caffe._caffe")]
+#[pyclass(unsendable, subclass, name = "Layer", module = "caffe._caffe")]
 pub struct PyLayer {
     name: String,
     kind: String,
@@ -211,6 +217,14 @@ pub struct PyLayer {
 
 #[pymethods]
 impl PyLayer {
+    /// The base of Python layers: crema calls `cls(layer_param)`; subclasses
+    /// define setup, reshape, forward and backward.
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn py_new(_args: &Bound<'_, pyo3::types::PyTuple>, _kwargs: Option<&Bound<'_, pyo3::types::PyDict>>) -> Self {
+        PyLayer { name: String::new(), kind: "Python".to_string(), blobs: Vec::new() }
+    }
+
     /// The layer's type string ("Convolution", "InnerProduct", ...).
     #[getter]
     fn r#type(&self) -> &str {

@@ -24,7 +24,7 @@ impl PySolver {
         if let Some(t) = r#type {
             param.set_type(t);
         }
-        let solver = Solver::new(&param).map_err(py_err)?;
+        let solver = Solver::with_factory(&param, &crate::python_layer::factory).map_err(py_err)?;
         Ok(PySolver { solver })
     }
 

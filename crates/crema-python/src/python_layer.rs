@@ -1,0 +1,94 @@
+//! Layers written in Python (`type: "Python"`, `python_param { module layer
+//! param_str }`), as pycaffe runs them: the class is imported and instantiated
+//! with the LayerParameter, gets `param_str` and `phase`, and its setup /
+//! reshape / forward / backward are called with lists of Blobs.
+use crema::proto::caffe::LayerParameter;
+use crema::{Layer, SharedBlob};
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+
+use crate::blob::PyBlob;
+
+/// Makes the crema layer for `param`, a Python one for type "Python"; nets and
+/// solvers built from Python use this factory.
+pub(crate) fn factory(param: &LayerParameter) -> crema::Result<Box<dyn Layer>> {
+    if param.type_() == "Python" {
+        Ok(Box::new(PythonLayer::new(param)?))
+    } else {
+        crema::create_layer(param)
+    }
+}
+
+struct PythonLayer {
+    param: LayerParameter,
+    obj: Py<PyAny>,
+}
+
+/// A Python exception as a crema error (the net adds the layer's name).
+fn err(py: Python<'_>, what: &str, e: PyErr) -> crema::Error {
+    let tb = e
+        .traceback(py)
+        .and_then(|t| t.format().ok())
+        .unwrap_or_default();
+    crema::Error::Other(format!("{what}: {e}\n{tb}"))
+}
+
+impl PythonLayer {
+    fn new(param: &LayerParameter) -> crema::Result<Self> {
+        let pp = param.python_param.clone().unwrap_or_default();
+        let what = format!("Python layer {}.{}", pp.module(), pp.layer());
+        Python::attach(|py| {
+            let build = || -> PyResult<Py<PyAny>> {
+                use protobuf::Message;
+                let bytes = param.write_to_bytes().map_err(|e| crate::CaffeError::new_err(e.to_string()))?;
+                let pb = py
+                    .import("caffe.proto.caffe_pb2")?
+                    .getattr("LayerParameter")?
+                    .call_method1("FromString", (pyo3::types::PyBytes::new(py, &bytes),))?;
+                let cls = py.import(pp.module())?.getattr(pp.layer())?;
+                let obj = cls.call1((pb,))?;
+                obj.setattr("param_str", pp.param_str())?;
+                obj.setattr("phase", param.phase() as i32)?;
+                Ok(obj.unbind())
+            };
+            let obj = build().map_err(|e| err(py, &what, e))?;
+            Ok(PythonLayer { param: param.clone(), obj })
+        })
+    }
+
+    fn call(&self, method: &str, a: &[SharedBlob], flags: Option<&[bool]>, b: &[SharedBlob]) -> crema::Result<()> {
+        Python::attach(|py| {
+            let blobs = |v: &[SharedBlob]| -> PyResult<Bound<'_, PyList>> {
+                let objs = v.iter().map(|s| Py::new(py, PyBlob::new(s.clone()))).collect::<PyResult<Vec<_>>>()?;
+                PyList::new(py, objs)
+            };
+            let run = || -> PyResult<()> {
+                let obj = self.obj.bind(py);
+                match flags {
+                    None => obj.call_method1(method, (blobs(a)?, blobs(b)?))?,
+                    Some(f) => obj.call_method1(method, (blobs(a)?, f.to_vec(), blobs(b)?))?,
+                };
+                Ok(())
+            };
+            run().map_err(|e| err(py, &format!("{}.{method}", self.param.name()), e))
+        })
+    }
+}
+
+impl Layer for PythonLayer {
+    fn type_name(&self) -> &'static str {
+        "Python"
+    }
+    fn setup(&mut self, bottom: &[SharedBlob], top: &[SharedBlob]) -> crema::Result<()> {
+        self.call("setup", bottom, None, top)
+    }
+    fn reshape(&mut self, bottom: &[SharedBlob], top: &[SharedBlob]) -> crema::Result<()> {
+        self.call("reshape", bottom, None, top)
+    }
+    fn forward(&mut self, bottom: &[SharedBlob], top: &[SharedBlob]) -> crema::Result<()> {
+        self.call("forward", bottom, None, top)
+    }
+    fn backward(&mut self, top: &[SharedBlob], propagate_down: &[bool], bottom: &[SharedBlob]) -> crema::Result<()> {
+        self.call("backward", top, Some(propagate_down), bottom)
+    }
+}
