@@ -135,19 +135,23 @@ impl PyNet {
         self.with_net(py, |n| n.blobs().iter().map(|b| PyBlob::new(b.clone())).collect())
     }
 
+    /// The layers: crema's as Layer objects, Python layers as their own objects.
     #[getter]
-    fn layers(&mut self, py: Python<'_>) -> PyResult<Vec<PyLayer>> {
+    fn layers(&mut self, py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
+        use crate::python_layer::PythonLayer;
+        let (names, mut out) = self.with_net(py, |n| (n.layer_names().to_vec(), Vec::new()))?;
         self.with_net(py, |n| {
-            n.layers()
-                .iter()
-                .zip(n.layer_names())
-                .map(|(l, name)| PyLayer {
-                    name: name.clone(),
-                    kind: l.type_name().to_string(),
-                    blobs: l.blobs().to_vec(),
-                })
-                .collect()
-        })
+            for (l, name) in n.layers_mut().iter_mut().zip(&names) {
+                let kind = l.type_name().to_string();
+                let blobs = l.blobs().to_vec();
+                let obj = match l.as_any_mut().and_then(|a| a.downcast_mut::<PythonLayer>()) {
+                    Some(p) => p.object(py),
+                    None => Py::new(py, PyLayer { name: name.clone(), kind, blobs })?.into_any(),
+                };
+                out.push(obj);
+            }
+            Ok(out)
+        })?
     }
 
     /// Indices (into `_blob_names`) of the net's input blobs.

@@ -19,7 +19,7 @@ pub(crate) fn factory(param: &LayerParameter) -> crema::Result<Box<dyn Layer>> {
     }
 }
 
-struct PythonLayer {
+pub(crate) struct PythonLayer {
     param: LayerParameter,
     obj: Py<PyAny>,
 }
@@ -34,6 +34,11 @@ fn err(py: Python<'_>, what: &str, e: PyErr) -> crema::Error {
 }
 
 impl PythonLayer {
+    /// The Python object behind the layer (what `net.layers` shows for it).
+    pub(crate) fn object(&self, py: Python<'_>) -> Py<PyAny> {
+        self.obj.clone_ref(py)
+    }
+
     fn new(param: &LayerParameter) -> crema::Result<Self> {
         let pp = param.python_param.clone().unwrap_or_default();
         let what = format!("Python layer {}.{}", pp.module(), pp.layer());
@@ -78,6 +83,9 @@ impl PythonLayer {
 impl Layer for PythonLayer {
     fn type_name(&self) -> &'static str {
         "Python"
+    }
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        Some(self)
     }
     fn setup(&mut self, bottom: &[SharedBlob], top: &[SharedBlob]) -> crema::Result<()> {
         self.call("setup", bottom, None, top)

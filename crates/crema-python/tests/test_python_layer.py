@@ -60,6 +60,10 @@ def test_python_layer_forward_and_backward(pymodule):
     path.write_text(NET % ("crema_pylayers", "Scale"))
     net = caffe.Net(str(path), caffe.TEST)
     assert [l.type for l in net.layers] == ["Input", "Python"]
+    layer = net.layers[1]  # the Python object itself, as pycaffe gives it
+    assert isinstance(layer, caffe.Layer) and type(layer).__name__ == "Scale"
+    assert (layer.factor, layer.seen_phase, layer.param_str) == (3.0, caffe.TEST, "3")
+    assert net.layer_dict["scale"] is layer and "scale" not in net.params
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
     np.testing.assert_array_equal(net.forward(x=x)["y"], 3 * x)
     g = np.ones((2, 3), np.float32) * 0.5
