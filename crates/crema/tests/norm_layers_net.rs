@@ -99,3 +99,17 @@ fn batch_norm_statistics_train_save_and_drive_the_test_net() {
         .to_vec();
     assert_eq!(after, vec![4.0, 1.0]);
 }
+
+#[test]
+fn batch_norm_statistics_without_param_specs_are_not_learned() {
+    // ResNet-style prototxts often give BatchNorm no `param` lines: the layer
+    // itself masks its three statistics blobs with lr_mult 0, as Caffe's does,
+    // while the Scale layer's weights keep the default lr_mult 1.
+    let block = r#"
+      layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 2 dim: 1 dim: 2 } } }
+      layer { name: "bn" type: "BatchNorm" bottom: "data" top: "data" }
+      layer { name: "scale" type: "Scale" bottom: "data" top: "data" scale_param { bias_term: true } }"#;
+    let train = net(block, "TRAIN");
+    assert_eq!(train.params_lr(), &[0.0, 0.0, 0.0, 1.0, 1.0]);
+    assert_eq!(&train.has_params_lr()[..3], &[true, true, true]);
+}

@@ -90,6 +90,12 @@ pub trait Layer {
     fn allow_force_backward(&self, _bottom_index: usize) -> bool {
         true
     }
+    /// The ParamSpec of parameter `i` when the prototxt gives none: BatchNorm
+    /// masks its statistics with `lr_mult: 0`, as Caffe's layer adds that spec
+    /// to its own parameters. `None` means Caffe's defaults (lr and decay 1).
+    fn default_param_spec(&self, _param_index: usize) -> Option<crema_proto::caffe::ParamSpec> {
+        None
+    }
     /// Loss weight of top `i` when the prototxt gives none: 1 for a loss
     /// layer's first top, 0 otherwise.
     fn default_loss_weight(&self, _top_index: usize) -> f32 {

@@ -220,8 +220,12 @@ impl Net {
     /// when its ParamSpec name was seen before, as a share of the owner's blob.
     fn append_param(&mut self, layer_id: usize, param_id: usize) -> Result<()> {
         let lp = &self.layer_params[layer_id];
-        let default_spec = ParamSpec::new();
-        let spec = lp.param.get(param_id).unwrap_or(&default_spec).clone();
+        let spec = lp
+            .param
+            .get(param_id)
+            .cloned()
+            .or_else(|| self.layers[layer_id].default_param_spec(param_id))
+            .unwrap_or_else(ParamSpec::new);
         let name = spec.name().to_string();
         self.param_display_names.push(if name.is_empty() {
             param_id.to_string()

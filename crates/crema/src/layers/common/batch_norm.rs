@@ -220,6 +220,12 @@ impl Layer for BatchNormLayer {
     fn blobs_mut(&mut self) -> Option<&mut Vec<SharedBlob>> {
         Some(&mut self.blobs)
     }
+    /// The statistics are never learned: an unconfigured one gets `lr_mult: 0`.
+    fn default_param_spec(&self, _param_index: usize) -> Option<crema_proto::caffe::ParamSpec> {
+        let mut spec = crema_proto::caffe::ParamSpec::new();
+        spec.set_lr_mult(0.0);
+        Some(spec)
+    }
     fn exact_num_bottom_blobs(&self) -> Option<usize> {
         Some(1)
     }

@@ -1,5 +1,6 @@
-//! Neuron layers: element-wise functions of one bottom, all usable in place
-//! (the net may hand the same blob as bottom and top).
+//! Neuron layers: element-wise functions of one bottom, usable in place (the
+//! net may hand the same blob as bottom and top) except AbsVal, which refuses
+//! it as Caffe's does.
 use std::rc::Rc;
 
 use super::LayerCtor;
