@@ -140,14 +140,7 @@ mod tests {
 
     fn fixture(key: &str) -> Vec<f32> {
         const TEXT: &str = include_str!("../../../tests/fixtures/norm_layers.txt");
-        let line = TEXT
-            .lines()
-            .find(|l| l.split(' ').next() == Some(key))
-            .expect(key);
-        line.split(' ')
-            .skip(1)
-            .map(|v| v.parse().unwrap())
-            .collect()
+        crate::layers::common::testutil::fixture_line(TEXT, key)
     }
 
     fn mvn(normalize_variance: bool, across: bool, eps: Option<f32>) -> LayerParameter {

@@ -75,3 +75,16 @@ pub fn assert_close(got: &[f32], want: &[f32], tol: f32) {
         );
     }
 }
+
+/// The numbers on the line of a fixture file (`key v1 v2 ...`, written by the
+/// numpy scripts in `tests/fixtures/`) that starts with `key`.
+pub fn fixture_line(text: &str, key: &str) -> Vec<f32> {
+    let line = text
+        .lines()
+        .find(|l| l.split(' ').next() == Some(key))
+        .unwrap_or_else(|| panic!("fixture {key} missing"));
+    line.split(' ')
+        .skip(1)
+        .map(|v| v.parse().expect("fixture number"))
+        .collect()
+}

@@ -251,14 +251,7 @@ mod tests {
     /// A line of `tests/fixtures/more_losses.txt` (made by `more_losses.py`).
     fn fixture(key: &str) -> Vec<f32> {
         const TEXT: &str = include_str!("../../../tests/fixtures/more_losses.txt");
-        let line = TEXT
-            .lines()
-            .find(|l| l.split(' ').next() == Some(key))
-            .expect(key);
-        line.split(' ')
-            .skip(1)
-            .map(|v| v.parse().unwrap())
-            .collect()
+        crate::layers::common::testutil::fixture_line(TEXT, key)
     }
 
     fn infogain(edit: impl FnOnce(&mut LayerParameter)) -> LayerParameter {

@@ -73,18 +73,39 @@ pub(crate) fn class_label(
     Ok(Some(v as usize))
 }
 
+/// The facts of Caffe's LossLayer base class, for a loss with bottoms
+/// (prediction, label) and one top: two bottoms, one top made automatically,
+/// no forced gradient into the label, and a loss weight of 1 on the top.
+macro_rules! loss_layer_facts {
+    () => {
+        fn exact_num_bottom_blobs(&self) -> Option<usize> {
+            Some(2)
+        }
+        fn exact_num_top_blobs(&self) -> Option<usize> {
+            Some(1)
+        }
+        fn auto_top_blobs(&self) -> bool {
+            true
+        }
+        fn allow_force_backward(&self, bottom_index: usize) -> bool {
+            bottom_index != 1
+        }
+        fn default_loss_weight(&self, top_index: usize) -> f32 {
+            if top_index == 0 {
+                1.0
+            } else {
+                0.0
+            }
+        }
+    };
+}
+pub(crate) use loss_layer_facts;
+
 /// A line of `tests/fixtures/loss_layers.txt` (made by `loss_layers.py`).
 #[cfg(test)]
 pub(crate) fn fixture(key: &str) -> Vec<f32> {
     const TEXT: &str = include_str!("../../../tests/fixtures/loss_layers.txt");
-    let line = TEXT
-        .lines()
-        .find(|l| l.split(' ').next() == Some(key))
-        .unwrap_or_else(|| panic!("fixture {key} missing"));
-    line.split(' ')
-        .skip(1)
-        .map(|v| v.parse().expect("fixture number"))
-        .collect()
+    crate::layers::common::testutil::fixture_line(TEXT, key)
 }
 
 #[cfg(test)]

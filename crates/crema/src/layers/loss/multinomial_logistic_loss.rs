@@ -91,25 +91,7 @@ impl Layer for MultinomialLogisticLossLayer {
         }
         Ok(())
     }
-    fn exact_num_bottom_blobs(&self) -> Option<usize> {
-        Some(2)
-    }
-    fn exact_num_top_blobs(&self) -> Option<usize> {
-        Some(1)
-    }
-    fn auto_top_blobs(&self) -> bool {
-        true
-    }
-    fn allow_force_backward(&self, bottom_index: usize) -> bool {
-        bottom_index != 1
-    }
-    fn default_loss_weight(&self, top_index: usize) -> f32 {
-        if top_index == 0 {
-            1.0
-        } else {
-            0.0
-        }
-    }
+    super::loss_layer_facts!();
 }
 
 #[cfg(test)]
@@ -122,14 +104,7 @@ mod tests {
     /// A line of `tests/fixtures/more_losses.txt` (made by `more_losses.py`).
     fn fixture(key: &str) -> Vec<f32> {
         const TEXT: &str = include_str!("../../../tests/fixtures/more_losses.txt");
-        let line = TEXT
-            .lines()
-            .find(|l| l.split(' ').next() == Some(key))
-            .expect(key);
-        line.split(' ')
-            .skip(1)
-            .map(|v| v.parse().unwrap())
-            .collect()
+        crate::layers::common::testutil::fixture_line(TEXT, key)
     }
 
     #[test]
