@@ -20,7 +20,10 @@ pub mod softmax_loss;
 /// Type names and constructors of this group's layers.
 pub const REGISTRY: &[(&str, LayerCtor)] = &[
     ("Accuracy", accuracy::AccuracyLayer::create),
-    ("ContrastiveLoss", contrastive_loss::ContrastiveLossLayer::create),
+    (
+        "ContrastiveLoss",
+        contrastive_loss::ContrastiveLossLayer::create,
+    ),
     ("EuclideanLoss", euclidean_loss::EuclideanLossLayer::create),
     ("HingeLoss", hinge_loss::HingeLossLayer::create),
     ("InfogainLoss", infogain_loss::InfogainLossLayer::create),
@@ -71,6 +74,26 @@ pub(crate) fn class_label(
         labels[k]
     );
     Ok(Some(v as usize))
+}
+
+/// What a loss summed over `outer * inner` positions is divided by, Caffe's
+/// LossLayer::GetNormalizer: every position (FULL), the positions not carrying
+/// the ignore label (VALID), the batch (BATCH_SIZE) or nothing (NONE); never
+/// less than 1, so an all-ignored batch gives loss 0 rather than NaN.
+pub(crate) fn normalizer(
+    mode: crema_proto::caffe::loss_parameter::NormalizationMode,
+    outer: usize,
+    inner: usize,
+    valid_count: usize,
+) -> f32 {
+    use crema_proto::caffe::loss_parameter::NormalizationMode;
+    let n = match mode {
+        NormalizationMode::FULL => outer * inner,
+        NormalizationMode::VALID => valid_count,
+        NormalizationMode::BATCH_SIZE => outer,
+        NormalizationMode::NONE => 1,
+    };
+    (n as f32).max(1.0)
 }
 
 /// The facts of Caffe's LossLayer base class, for a loss with bottoms

@@ -54,15 +54,14 @@ impl SigmoidCrossEntropyLossLayer {
         self.ignore_label == Some(t as i32)
     }
 
-    /// What the summed loss is divided by; never less than 1.
+    /// What the summed loss is divided by (Caffe's GetNormalizer).
     fn normalizer(&self) -> f32 {
-        let n = match self.normalization {
-            NormalizationMode::FULL => self.sigmoid.len(),
-            NormalizationMode::VALID => self.valid_count,
-            NormalizationMode::BATCH_SIZE => self.outer,
-            NormalizationMode::NONE => 1,
-        };
-        (n as f32).max(1.0)
+        super::normalizer(
+            self.normalization,
+            self.outer,
+            self.sigmoid.len() / self.outer.max(1),
+            self.valid_count,
+        )
     }
 }
 
