@@ -205,25 +205,7 @@ impl Layer for ImageDataLayer {
     }
 
     fn forward(&mut self, _bottom: &[SharedBlob], top: &[SharedBlob]) -> Result<()> {
-        let queue = self
-            .queue
-            .as_ref()
-            .ok_or_else(|| Error::layer(&self.param, "forward before setup"))?;
-        let batch = queue
-            .pop()
-            .map_err(|e| Error::layer(&self.param, e.to_string()))?;
-        {
-            let mut data = top[0].borrow_mut();
-            data.reshape(&batch.shape);
-            data.data_mut().copy_from_slice(&batch.data);
-        }
-        {
-            let mut label = top[1].borrow_mut();
-            label.reshape(&[batch.label.len()]);
-            label.data_mut().copy_from_slice(&batch.label);
-        }
-        queue.recycle(batch);
-        Ok(())
+        super::forward_prefetched(&self.param, self.queue.as_ref(), top)
     }
 
     fn backward(
