@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use crema_proto::caffe::LayerParameter;
 
-use super::{canonical_axis, propagates};
+use super::canonical_axis;
 use crate::blob::SharedBlob;
 use crate::ensure;
 use crate::error::Result;
@@ -56,10 +56,7 @@ impl Layer for FlattenLayer {
         Ok(())
     }
     fn forward(&mut self, bottom: &[SharedBlob], top: &[SharedBlob]) -> Result<()> {
-        top[0]
-            .borrow_mut()
-            .data_mut()
-            .copy_from_slice(bottom[0].borrow().data());
+        super::pass_through_forward(bottom, top);
         Ok(())
     }
     fn backward(
@@ -68,12 +65,7 @@ impl Layer for FlattenLayer {
         propagate_down: &[bool],
         bottom: &[SharedBlob],
     ) -> Result<()> {
-        if propagates(propagate_down, 0) {
-            bottom[0]
-                .borrow_mut()
-                .diff_mut()
-                .copy_from_slice(top[0].borrow().diff());
-        }
+        super::pass_through_backward(top, propagate_down, bottom);
         Ok(())
     }
     fn exact_num_bottom_blobs(&self) -> Option<usize> {

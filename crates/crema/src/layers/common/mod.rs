@@ -101,3 +101,27 @@ pub(crate) fn copy_along_axis(
         dst[d..d + len].copy_from_slice(&src[s..s + len]);
     }
 }
+
+/// Forward and backward of a layer that only changes the shape (Flatten,
+/// Reshape): the values pass through unchanged. They are copied because our
+/// blobs own their memory, where Caffe shares it.
+pub(crate) fn pass_through_forward(bottom: &[SharedBlob], top: &[SharedBlob]) {
+    top[0]
+        .borrow_mut()
+        .data_mut()
+        .copy_from_slice(bottom[0].borrow().data());
+}
+
+/// See `pass_through_forward`.
+pub(crate) fn pass_through_backward(
+    top: &[SharedBlob],
+    propagate_down: &[bool],
+    bottom: &[SharedBlob],
+) {
+    if propagates(propagate_down, 0) {
+        bottom[0]
+            .borrow_mut()
+            .diff_mut()
+            .copy_from_slice(top[0].borrow().diff());
+    }
+}

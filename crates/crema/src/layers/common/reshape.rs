@@ -7,7 +7,6 @@ use std::rc::Rc;
 
 use crema_proto::caffe::LayerParameter;
 
-use super::propagates;
 use crate::blob::SharedBlob;
 use crate::ensure;
 use crate::error::Result;
@@ -142,10 +141,7 @@ impl Layer for ReshapeLayer {
         Ok(())
     }
     fn forward(&mut self, bottom: &[SharedBlob], top: &[SharedBlob]) -> Result<()> {
-        top[0]
-            .borrow_mut()
-            .data_mut()
-            .copy_from_slice(bottom[0].borrow().data());
+        super::pass_through_forward(bottom, top);
         Ok(())
     }
     fn backward(
@@ -154,12 +150,7 @@ impl Layer for ReshapeLayer {
         propagate_down: &[bool],
         bottom: &[SharedBlob],
     ) -> Result<()> {
-        if propagates(propagate_down, 0) {
-            bottom[0]
-                .borrow_mut()
-                .diff_mut()
-                .copy_from_slice(top[0].borrow().diff());
-        }
+        super::pass_through_backward(top, propagate_down, bottom);
         Ok(())
     }
     fn exact_num_bottom_blobs(&self) -> Option<usize> {
