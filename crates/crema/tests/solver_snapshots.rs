@@ -283,3 +283,77 @@ fn caffe_written_solverstates_restore_iter_history_and_weights() {
         }
     }
 }
+
+/// Records what the loop reports to a hook.
+#[derive(Default)]
+struct Seen {
+    starts: Vec<i32>,
+    gradients: usize,
+    displays: Vec<(i32, f32, f32, usize)>,
+    tests: Vec<(i32, usize, Vec<String>)>,
+    snapshots: Vec<(i32, usize)>,
+}
+
+struct Recorder(Rc<std::cell::RefCell<Seen>>);
+
+impl crema::solvers::SolverHook for Recorder {
+    fn on_start(&mut self, iter: i32) -> crema::Result<()> {
+        self.0.borrow_mut().starts.push(iter);
+        Ok(())
+    }
+    fn on_gradients_ready(&mut self, net: &mut crema::Net) -> crema::Result<()> {
+        // The gradients are there to exchange: some diff is non-zero.
+        let any = net
+            .learnable_params()
+            .iter()
+            .any(|p| p.borrow().diff().iter().any(|&d| d != 0.0));
+        assert!(any, "on_gradients_ready came before backward");
+        self.0.borrow_mut().gradients += 1;
+        Ok(())
+    }
+    fn on_display(&mut self, e: &crema::solvers::DisplayEvent) {
+        self.0
+            .borrow_mut()
+            .displays
+            .push((e.iter, e.smoothed_loss, e.lr, e.outputs.len()));
+    }
+    fn on_test(&mut self, e: &crema::solvers::TestEvent) {
+        let names = e.outputs.iter().map(|(n, _)| n.clone()).collect();
+        self.0.borrow_mut().tests.push((e.iter, e.net_id, names));
+    }
+    fn on_snapshot(&mut self, iter: i32, files: &[std::path::PathBuf]) {
+        assert!(files.iter().all(|f| f.is_file()));
+        self.0.borrow_mut().snapshots.push((iter, files.len()));
+    }
+}
+
+#[test]
+fn hooks_see_every_step_display_test_and_snapshot() {
+    let dir = scratch_dir("hooks");
+    let param = solver_param(
+        "base_lr: 0.01 lr_policy: \"fixed\"",
+        7,
+        &dir.join("h"),
+        "snapshot: 4",
+    );
+    let mut s = Solver::new(&param).unwrap();
+    let seen = Rc::new(std::cell::RefCell::new(Seen::default()));
+    s.add_hook(Box::new(Recorder(seen.clone())));
+    s.solve(None).unwrap();
+    let seen = seen.borrow();
+    assert_eq!(seen.starts, (0..7).collect::<Vec<_>>());
+    assert_eq!(seen.gradients, 7);
+    // display: 3 -> iterations 0, 3, 6; one output ("loss") each; lr fixed.
+    let iters: Vec<i32> = seen.displays.iter().map(|d| d.0).collect();
+    assert_eq!(iters, vec![0, 3, 6]);
+    assert!(seen
+        .displays
+        .iter()
+        .all(|d| d.2 == 0.01 && d.3 == 1 && d.1 > 0.0));
+    // test_interval: 5 -> test at 0 (test_initialization) and 5.
+    let tests: Vec<(i32, usize)> = seen.tests.iter().map(|t| (t.0, t.1)).collect();
+    assert_eq!(tests, vec![(0, 0), (5, 0)]);
+    assert_eq!(seen.tests[0].2, vec!["loss".to_string()]);
+    // snapshot: 4 -> iteration 4, then snapshot_after_train at 7.
+    assert_eq!(seen.snapshots, vec![(4, 2), (7, 2)]);
+}

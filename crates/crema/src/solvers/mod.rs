@@ -17,6 +17,7 @@ use crate::net::{LayerFactory, Net};
 pub mod adadelta;
 pub mod adagrad;
 pub mod adam;
+pub mod hooks;
 pub mod lr_policy;
 pub mod nesterov;
 pub mod rmsprop;
@@ -25,6 +26,7 @@ mod snapshot;
 mod solve;
 mod update;
 
+pub use hooks::{DisplayEvent, SolverHook, TestEvent};
 pub use snapshot::{RNG_SEED_FIELD, RNG_STREAM_FIELD, RNG_WORD_POS_FIELD};
 
 /// The update rule, from the solver's `type` (its legacy `solver_type` enum
@@ -99,6 +101,10 @@ pub struct Solver {
     iterations_last: i32,
     requested_early_exit: bool,
     action: Option<ActionFn>,
+    /// Observers called by the loop, in the order they were added.
+    hooks: Vec<Box<dyn SolverHook>>,
+    /// The rate the last update used.
+    last_rate: f32,
     /// Mean of each test net output at the last test, per test net.
     mean_scores: Vec<Vec<f32>>,
 }
@@ -138,6 +144,8 @@ impl Solver {
             iterations_last: 0,
             requested_early_exit: false,
             action: None,
+            hooks: Vec::new(),
+            last_rate: 0.0,
         };
         for w in &param.weights {
             solver.load_weights(w)?;
@@ -189,6 +197,11 @@ impl Solver {
     /// Sets the function polled for stop/snapshot requests (signal handlers).
     pub fn set_action_function(&mut self, f: ActionFn) {
         self.action = Some(f);
+    }
+
+    /// Adds an observer of the loop (see `hooks`).
+    pub fn add_hook(&mut self, hook: Box<dyn SolverHook>) {
+        self.hooks.push(hook);
     }
 
     pub fn param(&self) -> &SolverParameter {

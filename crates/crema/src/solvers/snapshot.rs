@@ -120,13 +120,17 @@ impl Solver {
 
         let mut state = SolverState::new();
         state.set_iter(self.iter);
-        state.set_learned_net(model);
+        state.set_learned_net(model.clone());
         state.set_current_step(self.current_step);
         state.history = self.history.iter().map(|h| h.to_proto(false)).collect();
         rng_to_state(&mut state, &crate::rng::state());
         let state_file = snapshot_filename(prefix, self.iter, ".solverstate");
         log::info!("Snapshotting solver state to binary proto file {state_file}");
         crema_proto::binary::write_binary(Path::new(&state_file), &state)?;
+        let files = [PathBuf::from(model), PathBuf::from(state_file)];
+        for h in &mut self.hooks {
+            h.on_snapshot(self.iter, &files);
+        }
         Ok(())
     }
 

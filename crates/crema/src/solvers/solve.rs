@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use crema_proto::text::format_g;
 
-use super::{Solver, SolverAction};
+use super::{DisplayEvent, Solver, SolverAction, TestEvent};
 use crate::error::{Error, Result};
 use crate::net::Net;
 
@@ -83,6 +83,9 @@ impl Solver {
             }
             let display = self.param.display() > 0 && self.iter % self.param.display() == 0;
             self.net.set_debug_info(display && self.param.debug_info());
+            for h in &mut self.hooks {
+                h.on_start(self.iter)?;
+            }
             let iter_size = self.param.iter_size();
             let mut loss = 0.0f32;
             for _ in 0..iter_size {
@@ -97,9 +100,10 @@ impl Solver {
                 )));
             }
             self.update_smoothed_loss(loss, start_iter);
+            let mut per_s = 0.0;
             if display {
                 let lapse = timer.elapsed().as_secs_f32();
-                let per_s = (self.iter - self.iterations_last) as f32
+                per_s = (self.iter - self.iterations_last) as f32
                     / if lapse != 0.0 { lapse } else { 1.0 };
                 log::info!(
                     "Iteration {} ({} iter/s, {}s/{} iters), loss = {}",
@@ -113,7 +117,23 @@ impl Solver {
                 self.iterations_last = self.iter;
                 log_outputs(&self.net, "Train");
             }
+            for h in &mut self.hooks {
+                h.on_gradients_ready(&mut self.net)?;
+            }
             self.apply_update()?;
+            if display && !self.hooks.is_empty() {
+                let event = DisplayEvent {
+                    iter: self.iter,
+                    loss,
+                    smoothed_loss: self.smoothed_loss,
+                    lr: self.last_rate,
+                    iters_per_s: per_s,
+                    outputs: named_outputs(&self.net),
+                };
+                for h in &mut self.hooks {
+                    h.on_display(&event);
+                }
+            }
             self.iter += 1;
             let request = self.requested_action();
             let snapshot = self.param.snapshot();
@@ -211,10 +231,12 @@ impl Solver {
         let net = &self.test_nets[id];
         let mean_scores = &mut self.mean_scores[id];
         mean_scores.clear();
+        let mut named = Vec::with_capacity(scores.len());
         for (i, (&score, &j)) in scores.iter().zip(&score_output).enumerate() {
             let blob_id = net.output_blob_indices()[j];
             let mean = score / test_iter as f32;
             mean_scores.push(mean);
+            named.push((net.blob_names()[blob_id].clone(), mean));
             log::info!(
                 "    Test net output #{i}: {} = {}{}",
                 net.blob_names()[blob_id],
@@ -222,8 +244,29 @@ impl Solver {
                 loss_suffix(net.blob_loss_weights()[blob_id], mean)
             );
         }
+        let event = TestEvent {
+            iter: self.iter,
+            net_id: id,
+            outputs: named,
+            loss: self.param.test_compute_loss().then_some(loss),
+        };
+        for h in &mut self.hooks {
+            h.on_test(&event);
+        }
         Ok(())
     }
+}
+
+/// Every value of every output blob with its blob's name, in log order.
+fn named_outputs(net: &Net) -> Vec<(String, f32)> {
+    let mut out = Vec::new();
+    for &blob_id in net.output_blob_indices() {
+        let name = &net.blob_names()[blob_id];
+        for &v in net.blobs()[blob_id].borrow().data() {
+            out.push((name.clone(), v));
+        }
+    }
+    out
 }
 
 /// Logs every value of every output blob, `    Train net output #k: name = v`.

@@ -16,6 +16,7 @@ impl Solver {
     /// Turns the accumulated gradients into steps and applies them.
     pub fn apply_update(&mut self) -> Result<()> {
         let rate = self.learning_rate()?;
+        self.last_rate = rate;
         let display = self.param.display();
         if display > 0 && self.iter % display == 0 {
             log::info!(
