@@ -34,3 +34,26 @@ def test_classifier_resizes_to_image_dims(lenet):
     expected = clf.forward(data=caffe.io.resize_image(big, (56, 56))[14:42, 14:42].transpose(2, 0, 1)[None]
                            .repeat(64, axis=0))["prob"][0]
     np.testing.assert_allclose(scores[0], expected, rtol=1e-4, atol=1e-6)
+
+
+def cifar_records():
+    """The 200 CIFAR-10 train records: labels and H x W x 3 RGB images in
+    [0, 1], and the per-pixel mean of the records (C x H x W, 0..255), which
+    is how the reference count of Caffe was made."""
+    raw = np.frombuffer(need("cifar10", "data_batch_1_first200.bin").read_bytes(), dtype=np.uint8)
+    records = raw.reshape(200, 1 + 3072)
+    labels = records[:, 0]
+    planes = records[:, 1:].reshape(200, 3, 32, 32).astype(np.float64)
+    return labels, planes.transpose(0, 2, 3, 1) / 255.0, planes.mean(axis=0)
+
+
+def test_cifar10_quick_classifies_the_train_records_like_caffe():
+    models = ("models", "cifar10_quick_v1_everpeace")
+    labels, images, mean = cifar_records()
+    clf = caffe.Classifier(str(need(*models, "cifar10_quick.prototxt")),
+                           str(need(*models, "cifar10_quick_iter_4000.caffemodel")),
+                           image_dims=(32, 32), mean=mean, raw_scale=255.0)
+    scores = clf.predict(list(images), oversample=False)
+    correct = int((scores.argmax(axis=1) == labels).sum())
+    # BVLC Caffe scores 142 of these 200 records with this model.
+    assert abs(correct - 142) <= 2, correct

@@ -76,8 +76,14 @@ def test_transformer_preprocess_and_deprocess():
     assert out.dtype == np.float32 and out.shape == (3, 4, 5)
     np.testing.assert_allclose(out, expected, rtol=1e-5)
     np.testing.assert_allclose(t.deprocess("data", out), im, rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="resize"):
-        t.preprocess("data", np.zeros((8, 8, 3)))
+    # Another size is resized first (bilinear, pixel centres): an 8 x 10 image
+    # halves to the input's 4 x 5 by averaging 2 x 2 blocks.
+    big = np.random.RandomState(2).rand(8, 10, 3).astype(np.float32)
+    halved = big.reshape(4, 2, 5, 2, 3).mean(axis=(1, 3))
+    expected_big = (halved.transpose(2, 0, 1)[::-1] * 255 - mean[:, None, None]) * 0.5
+    np.testing.assert_allclose(t.preprocess("data", big), expected_big, rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="one H x W x K image"):
+        t.preprocess("data", np.zeros((2, 4, 5, 3)))
     with pytest.raises(ValueError):
         t.set_mean("data", np.zeros(4))
     with pytest.raises(ValueError):

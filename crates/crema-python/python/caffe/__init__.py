@@ -31,11 +31,12 @@ from .pycaffe import (
 )
 from . import io, proto
 from .classifier import Classifier
+from .detector import Detector
 from .net_spec import layers, params, NetSpec, to_proto
 
 __all__ = [
     "__version__", "CaffeError", "TRAIN", "TEST", "init_log", "log", "layer_type_list",
     "set_device", "set_mode_cpu", "set_mode_gpu", "set_random_seed", "Blob", "Layer",
     "Net", "Solver", "SGDSolver", "NesterovSolver", "AdaGradSolver", "RMSPropSolver",
-    "AdaDeltaSolver", "AdamSolver", "get_solver", "io", "proto", "layers", "params", "NetSpec", "to_proto", "Classifier",
+    "AdaDeltaSolver", "AdamSolver", "get_solver", "io", "proto", "layers", "params", "NetSpec", "to_proto", "Classifier", "Detector",
 ]

@@ -151,13 +151,15 @@ class Transformer:
             raise KeyError("%r is not one of the inputs %s" % (in_, sorted(self.inputs)))
 
     def preprocess(self, in_, data):
-        """An H x W x K image as the C x H x W float32 input of ``in_``. The
-        image must already have the input's height and width."""
+        """An H x W x K image as the C x H x W float32 input of ``in_``; an
+        image of another height and width is resized (bilinear) first."""
         self._check_input(in_)
         out = np.array(data, dtype=np.float32)
-        want = self.inputs[in_][2:]
+        if out.ndim != 3:
+            raise ValueError("preprocess takes one H x W x K image, not an array of shape %s" % (out.shape,))
+        want = tuple(self.inputs[in_][2:])
         if out.shape[:2] != want:
-            raise ValueError("image of %s for input %r of %s: resize it first" % (out.shape[:2], in_, want))
+            out = resize_image(out, want)
         if in_ in self.transpose:
             out = out.transpose(self.transpose[in_])
         if in_ in self.channel_swap:
