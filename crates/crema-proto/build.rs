@@ -22,9 +22,21 @@ fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("generated/caffe.rs");
     let code = fs::read_to_string(&out).expect("generated caffe.rs");
     let patched = code
-        .replace("is.read_repeated_packed_float_into(", "crate::wire::read_packed_f32(is, ")
-        .replace("is.read_repeated_packed_double_into(", "crate::wire::read_packed_f64(is, ")
-        .replace("os.write_unknown_fields(", "crate::wire::write_unknown_fields_in_order(os, ");
-    assert!(patched.contains("crate::wire::read_packed_f32"), "packed float readers not found in generated code");
+        .replace(
+            "is.read_repeated_packed_float_into(",
+            "crate::wire::read_packed_f32(is, ",
+        )
+        .replace(
+            "is.read_repeated_packed_double_into(",
+            "crate::wire::read_packed_f64(is, ",
+        )
+        .replace(
+            "os.write_unknown_fields(",
+            "crate::wire::write_unknown_fields_in_order(os, ",
+        );
+    assert!(
+        patched.contains("crate::wire::read_packed_f32"),
+        "packed float readers not found in generated code"
+    );
     fs::write(&out, patched).expect("write patched caffe.rs");
 }

@@ -33,7 +33,11 @@ impl Flags {
                 flags.positional.extend(args[i..].iter().cloned());
                 break;
             }
-            let Some(body) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')).filter(|b| !b.is_empty()) else {
+            let Some(body) = arg
+                .strip_prefix("--")
+                .or_else(|| arg.strip_prefix('-'))
+                .filter(|b| !b.is_empty())
+            else {
                 flags.positional.push(arg.clone());
                 continue;
             };
@@ -43,7 +47,10 @@ impl Flags {
             };
             let (spec, negated) = match specs.iter().find(|s| s.name == name) {
                 Some(s) => (s, false),
-                None => match name.strip_prefix("no").and_then(|n| specs.iter().find(|s| s.boolean && s.name == n)) {
+                None => match name
+                    .strip_prefix("no")
+                    .and_then(|n| specs.iter().find(|s| s.boolean && s.name == n))
+                {
                     Some(s) if inline.is_none() => (s, true),
                     _ => return Err(format!("unknown command line flag '{name}'")),
                 },
@@ -53,7 +60,9 @@ impl Flags {
                     None => (!negated).to_string(),
                     Some("true" | "1" | "t" | "yes" | "y") => "true".into(),
                     Some("false" | "0" | "f" | "no" | "n") => "false".into(),
-                    Some(v) => return Err(format!("illegal value '{v}' for boolean flag '{name}'")),
+                    Some(v) => {
+                        return Err(format!("illegal value '{v}' for boolean flag '{name}'"))
+                    }
                 }
             } else if let Some(v) = inline {
                 v
@@ -66,7 +75,10 @@ impl Flags {
             flags.values.insert(spec.name, value);
         }
         for s in specs {
-            flags.values.entry(s.name).or_insert_with(|| s.default.to_string());
+            flags
+                .values
+                .entry(s.name)
+                .or_insert_with(|| s.default.to_string());
         }
         Ok(flags)
     }
@@ -84,7 +96,8 @@ impl Flags {
     /// An integer flag, with an error naming the flag when it is not a number.
     pub fn get_i64(&self, name: &str) -> Result<i64, String> {
         let v = self.get(name);
-        v.parse().map_err(|_| format!("flag '{name}' expects an integer, got '{v}'"))
+        v.parse()
+            .map_err(|_| format!("flag '{name}' expects an integer, got '{v}'"))
     }
 }
 
@@ -92,8 +105,18 @@ impl Flags {
 pub fn usage(specs: &[FlagSpec]) -> String {
     let mut s = String::from("  Flags:\n");
     for f in specs {
-        let def = if f.boolean { f.default.to_string() } else { format!("\"{}\"", f.default) };
-        s.push_str(&format!("    -{} ({}) type: {} default: {}\n", f.name, f.help, if f.boolean { "bool" } else { "string" }, def));
+        let def = if f.boolean {
+            f.default.to_string()
+        } else {
+            format!("\"{}\"", f.default)
+        };
+        s.push_str(&format!(
+            "    -{} ({}) type: {} default: {}\n",
+            f.name,
+            f.help,
+            if f.boolean { "bool" } else { "string" },
+            def
+        ));
     }
     s
 }
@@ -103,9 +126,24 @@ mod tests {
     use super::*;
 
     const SPECS: &[FlagSpec] = &[
-        FlagSpec { name: "model", boolean: false, default: "", help: "" },
-        FlagSpec { name: "iterations", boolean: false, default: "50", help: "" },
-        FlagSpec { name: "debug", boolean: true, default: "false", help: "" },
+        FlagSpec {
+            name: "model",
+            boolean: false,
+            default: "",
+            help: "",
+        },
+        FlagSpec {
+            name: "iterations",
+            boolean: false,
+            default: "50",
+            help: "",
+        },
+        FlagSpec {
+            name: "debug",
+            boolean: true,
+            default: "false",
+            help: "",
+        },
     ];
 
     fn parse(a: &[&str]) -> Result<Flags, String> {
@@ -114,7 +152,12 @@ mod tests {
 
     #[test]
     fn every_caffe_spelling_of_a_flag_is_accepted() {
-        for args in [["time", "-model", "x"], ["time", "--model", "x"], ["time", "-model=x", ""], ["time", "--model=x", ""]] {
+        for args in [
+            ["time", "-model", "x"],
+            ["time", "--model", "x"],
+            ["time", "-model=x", ""],
+            ["time", "--model=x", ""],
+        ] {
             let args: Vec<&str> = args.iter().copied().filter(|a| !a.is_empty()).collect();
             let f = parse(&args).unwrap();
             assert_eq!(f.get("model"), "x");
@@ -133,8 +176,17 @@ mod tests {
 
     #[test]
     fn unknown_or_incomplete_flags_are_errors() {
-        assert_eq!(parse(&["--modle=x"]).unwrap_err(), "unknown command line flag 'modle'");
-        assert_eq!(parse(&["-model"]).unwrap_err(), "flag 'model' is missing its argument");
-        assert!(parse(&["-iterations", "ten"]).unwrap().get_i64("iterations").is_err());
+        assert_eq!(
+            parse(&["--modle=x"]).unwrap_err(),
+            "unknown command line flag 'modle'"
+        );
+        assert_eq!(
+            parse(&["-model"]).unwrap_err(),
+            "flag 'model' is missing its argument"
+        );
+        assert!(parse(&["-iterations", "ten"])
+            .unwrap()
+            .get_i64("iterations")
+            .is_err());
     }
 }

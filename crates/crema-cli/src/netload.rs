@@ -9,18 +9,28 @@ pub fn phase_from_flag(flag: &str, default: Phase) -> Result<Phase, String> {
         "" => Ok(default),
         "TRAIN" => Ok(Phase::TRAIN),
         "TEST" => Ok(Phase::TEST),
-        other => Err(format!("phase must be \"TRAIN\" or \"TEST\", got \"{other}\"")),
+        other => Err(format!(
+            "phase must be \"TRAIN\" or \"TEST\", got \"{other}\""
+        )),
     }
 }
 
 /// `-stage a,b` as a list.
 pub fn stages_from_flag(flag: &str) -> Vec<String> {
-    flag.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect()
+    flag.split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Reads and upgrades a net prototxt and sets its state, as Caffe's
 /// `Net(param_file, phase, level, stages)` does.
-pub fn load_param(model: &str, phase: Phase, level: i32, stages: &[String]) -> crema::Result<NetParameter> {
+pub fn load_param(
+    model: &str,
+    phase: Phase,
+    level: i32,
+    stages: &[String],
+) -> crema::Result<NetParameter> {
     let mut param = files::read_net_text(model)?;
     let state = param.state.mut_or_insert_default();
     state.set_phase(phase);

@@ -62,7 +62,11 @@ pub fn run(flags: &Flags) -> Result<(), String> {
             bwd[i] += l.elapsed().as_secs_f64();
         }
         bwd_total += t.elapsed().as_secs_f64();
-        log::info!("Iteration: {} forward-backward time: {} ms.", j + 1, g(iter.elapsed().as_secs_f64() * 1e3));
+        log::info!(
+            "Iteration: {} forward-backward time: {} ms.",
+            j + 1,
+            g(iter.elapsed().as_secs_f64() * 1e3)
+        );
     }
     let total = total.elapsed().as_secs_f64();
     let per = |s: f64| g(s * 1e3 / iterations as f64);

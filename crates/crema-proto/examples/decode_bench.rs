@@ -48,7 +48,10 @@ fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let dir = args.get(1).map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let dir = args
+        .get(1)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     let runs: usize = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(5);
     let path = dir.join("crema_decode_bench_alexnet.caffemodel");
 
@@ -58,7 +61,14 @@ fn main() {
     for (name, w, b) in ALEXNET {
         let mut l = LayerParameter::new();
         l.set_name(name.to_string());
-        l.set_type(if name.starts_with("conv") { "Convolution" } else { "InnerProduct" }.into());
+        l.set_type(
+            if name.starts_with("conv") {
+                "Convolution"
+            } else {
+                "InnerProduct"
+            }
+            .into(),
+        );
         l.blobs.push(blob(w, &mut seed));
         l.blobs.push(blob(b, &mut seed));
         net.layer.push(l);
@@ -76,13 +86,37 @@ fn main() {
         let b = std::fs::read(&path).unwrap();
         decode::<NetParameter>(&b, &path, "caffemodel").unwrap()
     });
-    let again = decode::<NetParameter>(&std::fs::read(&path).unwrap(), &path, "caffemodel").unwrap();
-    assert_eq!(encode(&again).unwrap(), bytes, "decode/encode must round-trip");
+    let again =
+        decode::<NetParameter>(&std::fs::read(&path).unwrap(), &path, "caffemodel").unwrap();
+    assert_eq!(
+        encode(&again).unwrap(),
+        bytes,
+        "decode/encode must round-trip"
+    );
 
-    println!("caffemodel: {mb:.1} MiB ({} layers, {} floats)", again.layer.len(), (bytes.len() - 200) / 4);
-    println!("read file:          {:8.1} ms  ({:.0} MiB/s)", t_read * 1e3, mb / t_read);
-    println!("read + decode:      {:8.1} ms  ({:.0} MiB/s)", t_decode * 1e3, mb / t_decode);
-    println!("encode:             {:8.1} ms  ({:.0} MiB/s)", t_encode * 1e3, mb / t_encode);
-    println!("ratio decode/read:  {:8.2}x  (target < 2x)", t_decode / t_read);
+    println!(
+        "caffemodel: {mb:.1} MiB ({} layers, {} floats)",
+        again.layer.len(),
+        (bytes.len() - 200) / 4
+    );
+    println!(
+        "read file:          {:8.1} ms  ({:.0} MiB/s)",
+        t_read * 1e3,
+        mb / t_read
+    );
+    println!(
+        "read + decode:      {:8.1} ms  ({:.0} MiB/s)",
+        t_decode * 1e3,
+        mb / t_decode
+    );
+    println!(
+        "encode:             {:8.1} ms  ({:.0} MiB/s)",
+        t_encode * 1e3,
+        mb / t_encode
+    );
+    println!(
+        "ratio decode/read:  {:8.2}x  (target < 2x)",
+        t_decode / t_read
+    );
     let _ = std::fs::remove_file(&path);
 }

@@ -24,7 +24,11 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
 /// means the file holds some other message, and is refused rather than kept as
 /// an unknown field.
 pub fn decode<M: MessageFull>(bytes: &[u8], path: &Path, expected: &str) -> Result<M> {
-    let err = |reason: String| ProtoError::Decode { path: path.into(), expected: expected.into(), reason };
+    let err = |reason: String| ProtoError::Decode {
+        path: path.into(),
+        expected: expected.into(),
+        reason,
+    };
     let mut msg = M::new();
     let mut is = protobuf::CodedInputStream::from_bytes(bytes);
     // A limit at the end of the buffer lets the packed-field readers check a
@@ -52,11 +56,21 @@ pub fn encode<M: MessageFull>(msg: &M) -> Result<Vec<u8>> {
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder,
 /// flushed to disk, then renamed over `path`, so a crash never leaves half a file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path.file_name().ok_or_else(|| {
-        ProtoError::io(path, std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"))
+        ProtoError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
+        )
     })?;
-    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -123,7 +137,12 @@ pub fn blob_shape(blob: &BlobProto) -> Vec<i64> {
     if let Some(shape) = blob.shape.as_ref() {
         shape.dim.clone()
     } else {
-        vec![blob.num().into(), blob.channels().into(), blob.height().into(), blob.width().into()]
+        vec![
+            blob.num().into(),
+            blob.channels().into(),
+            blob.height().into(),
+            blob.width().into(),
+        ]
     }
 }
 
@@ -132,15 +151,21 @@ pub fn blob_shape(blob: &BlobProto) -> Vec<i64> {
 /// blob may carry its shape alone (a diff-free snapshot, an empty history).
 pub fn check_blob(blob: &BlobProto, what: &str) -> Result<()> {
     let shape = blob_shape(blob);
-    let count = shape.iter().try_fold(1i64, |acc, &d| {
-        if d < 0 {
-            None
-        } else {
-            acc.checked_mul(d)
-        }
-    });
+    let count = shape.iter().try_fold(
+        1i64,
+        |acc, &d| {
+            if d < 0 {
+                None
+            } else {
+                acc.checked_mul(d)
+            }
+        },
+    );
     let Some(count) = count else {
-        return Err(ProtoError::invalid(what, format!("blob shape {shape:?} is not a valid shape")));
+        return Err(ProtoError::invalid(
+            what,
+            format!("blob shape {shape:?} is not a valid shape"),
+        ));
     };
     for (name, len) in [
         ("data", blob.data.len()),

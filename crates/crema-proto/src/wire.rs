@@ -14,9 +14,13 @@ fn read_packed<T: Copy, const N: usize>(
     from_le: fn([u8; N]) -> T,
 ) -> protobuf::Result<()> {
     let len = is.read_raw_varint64()?;
-    let invalid = |msg: String| protobuf::Error::from(std::io::Error::new(std::io::ErrorKind::InvalidData, msg));
+    let invalid = |msg: String| {
+        protobuf::Error::from(std::io::Error::new(std::io::ErrorKind::InvalidData, msg))
+    };
     if len % N as u64 != 0 {
-        return Err(invalid(format!("packed field of {len} bytes is not a whole number of {N}-byte values")));
+        return Err(invalid(format!(
+            "packed field of {len} bytes is not a whole number of {N}-byte values"
+        )));
     }
     // Allocate no more than the input can still hold: the whole payload at once
     // when the length fits within the current limit (binary::decode sets one
@@ -25,12 +29,21 @@ fn read_packed<T: Copy, const N: usize>(
     let mut left = (len / N as u64) as usize;
     let old = target.len();
     while left > 0 {
-        let n = if len <= is.bytes_until_limit() { left } else { left.min(CHUNK / N) };
+        let n = if len <= is.bytes_until_limit() {
+            left
+        } else {
+            left.min(CHUNK / N)
+        };
         target.reserve(n);
         let spare = &mut target.spare_capacity_mut()[..n];
         // SAFETY: n MaybeUninit<T> are n*N bytes (T is a plain N-byte float and
         // u8 has alignment 1), so viewing them as bytes is sound.
-        let bytes = unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr() as *mut std::mem::MaybeUninit<u8>, n * N) };
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(
+                spare.as_mut_ptr() as *mut std::mem::MaybeUninit<u8>,
+                n * N,
+            )
+        };
         is.read_exact(bytes)?;
         // SAFETY: read_exact wrote all n elements past the current length.
         unsafe { target.set_len(target.len() + n) };
@@ -48,12 +61,18 @@ fn read_packed<T: Copy, const N: usize>(
 }
 
 /// Reads one packed `repeated float` payload (tag already consumed) into `target`.
-pub(crate) fn read_packed_f32(is: &mut CodedInputStream<'_>, target: &mut Vec<f32>) -> protobuf::Result<()> {
+pub(crate) fn read_packed_f32(
+    is: &mut CodedInputStream<'_>,
+    target: &mut Vec<f32>,
+) -> protobuf::Result<()> {
     read_packed::<f32, 4>(is, target, f32::from_le_bytes)
 }
 
 /// Reads one packed `repeated double` payload (tag already consumed) into `target`.
-pub(crate) fn read_packed_f64(is: &mut CodedInputStream<'_>, target: &mut Vec<f64>) -> protobuf::Result<()> {
+pub(crate) fn read_packed_f64(
+    is: &mut CodedInputStream<'_>,
+    target: &mut Vec<f64>,
+) -> protobuf::Result<()> {
     read_packed::<f64, 8>(is, target, f64::from_le_bytes)
 }
 

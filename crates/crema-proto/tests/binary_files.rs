@@ -10,7 +10,13 @@ fn roundtrip<M: MessageFull>(path: &Path, expected: &str) -> M {
     let bytes = std::fs::read(path).unwrap();
     let msg: M = decode(&bytes, path, expected).unwrap_or_else(|e| panic!("{e}"));
     let again = encode(&msg).unwrap();
-    assert!(again == bytes, "{}: re-encoding changed the bytes ({} -> {})", path.display(), bytes.len(), again.len());
+    assert!(
+        again == bytes,
+        "{}: re-encoding changed the bytes ({} -> {})",
+        path.display(),
+        bytes.len(),
+        again.len()
+    );
     msg
 }
 
@@ -23,7 +29,11 @@ fn every_shared_binary_file_decodes_and_reencodes_byte_for_byte() {
     let mut n = 0;
     for p in files_with_suffix(&data, &[".caffemodel"]) {
         let net: NetParameter = roundtrip(&p, "caffemodel (NetParameter)");
-        assert!(net.layer.len() + net.layers.len() > 0, "{}: no layers", p.display());
+        assert!(
+            net.layer.len() + net.layers.len() > 0,
+            "{}: no layers",
+            p.display()
+        );
         n += 1;
     }
     for p in files_with_suffix(&data, &[".solverstate"]) {
@@ -49,13 +59,16 @@ fn unknown_fields_survive_a_read_write_cycle() {
     let mut l = crema_proto::caffe::LayerParameter::new();
     l.set_name("det".into());
     l.set_type("DetectionOutput".into());
-    l.mut_unknown_fields().add_length_delimited(204, vec![0x08, 21]);
+    l.mut_unknown_fields()
+        .add_length_delimited(204, vec![0x08, 21]);
     net.layer.push(l);
     net.mut_unknown_fields().add_varint(999, 7);
     let bytes = net.write_to_bytes().unwrap();
     let back: NetParameter = decode(&bytes, Path::new("mem"), "net").unwrap();
     assert_eq!(back.write_to_bytes().unwrap(), bytes);
-    assert!(matches!(back.layer[0].unknown_fields().get(204), Some(protobuf::UnknownValueRef::LengthDelimited(b)) if b == [0x08, 21]));
+    assert!(
+        matches!(back.layer[0].unknown_fields().get(204), Some(protobuf::UnknownValueRef::LengthDelimited(b)) if b == [0x08, 21])
+    );
 }
 
 #[test]
@@ -67,8 +80,13 @@ fn truncated_caffemodel_is_a_clear_error() {
     let p = data.join("models/lenet_summerlife/lenet_iter_10000.caffemodel");
     let bytes = std::fs::read(&p).unwrap();
     let cut = &bytes[..bytes.len() / 2];
-    let e = decode::<NetParameter>(cut, &p, "caffemodel (NetParameter)").unwrap_err().to_string();
-    assert!(e.contains("lenet_iter_10000.caffemodel") && e.contains("not a valid caffemodel"), "{e}");
+    let e = decode::<NetParameter>(cut, &p, "caffemodel (NetParameter)")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("lenet_iter_10000.caffemodel") && e.contains("not a valid caffemodel"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -78,15 +96,25 @@ fn wrong_kind_of_file_is_refused() {
         return;
     };
     // A JPEG and a prototxt given where a caffemodel is expected.
-    for p in [data.join("images/cat.jpg"), data.join("models/bvlc_examples/mnist/lenet.prototxt")] {
-        let e = read_binary::<NetParameter>(&p, "caffemodel (NetParameter)").unwrap_err().to_string();
+    for p in [
+        data.join("images/cat.jpg"),
+        data.join("models/bvlc_examples/mnist/lenet.prototxt"),
+    ] {
+        let e = read_binary::<NetParameter>(&p, "caffemodel (NetParameter)")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not a valid caffemodel"), "{e}");
     }
     // A solverstate given as a caffemodel: field 1 is a varint where
     // NetParameter.name is a string.
     let p = data.join("models/lenet_summerlife/lenet_iter_5000.solverstate");
-    let e = read_binary::<NetParameter>(&p, "caffemodel (NetParameter)").unwrap_err().to_string();
-    assert!(e.contains("lenet_iter_5000.solverstate: not a valid caffemodel"), "{e}");
+    let e = read_binary::<NetParameter>(&p, "caffemodel (NetParameter)")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("lenet_iter_5000.solverstate: not a valid caffemodel"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -116,6 +144,9 @@ fn binaryproto_whose_shape_disagrees_with_its_data_is_refused() {
     let p = dir.join("mean.binaryproto");
     crema_proto::binary::write_binary(&p, &b).unwrap();
     let e = read_blob(&p).unwrap_err().to_string();
-    assert!(e.contains("mean.binaryproto") && e.contains("holds 12 values but its data has 11"), "{e}");
+    assert!(
+        e.contains("mean.binaryproto") && e.contains("holds 12 values but its data has 11"),
+        "{e}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

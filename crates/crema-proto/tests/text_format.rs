@@ -3,7 +3,8 @@
 use crema_proto::caffe::{Datum, NetParameter, SolverParameter};
 use crema_proto::testdata::{files_with_suffix, shared_data};
 use crema_proto::text::{
-    c_escape, format_g, merge, parse, print, read_text_file, simple_dtoa, simple_ftoa, write_text_file,
+    c_escape, format_g, merge, parse, print, read_text_file, simple_dtoa, simple_ftoa,
+    write_text_file,
 };
 use crema_proto::{Message, MessageFull, ProtoError};
 use protobuf::descriptor::DescriptorProto;
@@ -11,9 +12,19 @@ use protobuf::descriptor::DescriptorProto;
 fn roundtrip<M: MessageFull>(path: &std::path::Path) -> usize {
     let msg: M = read_text_file(path).unwrap_or_else(|e| panic!("{e}"));
     let text = print(&msg);
-    let again: M = parse(&text, "printed").unwrap_or_else(|e| panic!("{}: reparse: {e}\n{text}", path.display()));
-    assert!(again == msg, "{}: print then parse changed the message", path.display());
-    assert_eq!(print(&again), text, "{}: printing is not stable", path.display());
+    let again: M = parse(&text, "printed")
+        .unwrap_or_else(|e| panic!("{}: reparse: {e}\n{text}", path.display()));
+    assert!(
+        again == msg,
+        "{}: print then parse changed the message",
+        path.display()
+    );
+    assert_eq!(
+        print(&again),
+        text,
+        "{}: printing is not stable",
+        path.display()
+    );
     text.len()
 }
 
@@ -24,7 +35,11 @@ fn every_shared_prototxt_parses_and_round_trips() {
         return;
     };
     let files = files_with_suffix(&data, &[".prototxt"]);
-    assert!(files.len() >= 60, "expected the shared prototxts, found {}", files.len());
+    assert!(
+        files.len() >= 60,
+        "expected the shared prototxts, found {}",
+        files.len()
+    );
     for p in &files {
         let name = p.file_name().unwrap().to_string_lossy();
         if name.contains("solver") {
@@ -41,7 +56,8 @@ fn shared_nets_hold_what_their_text_says() {
         eprintln!("skipped: ../shared/data is absent");
         return;
     };
-    let net: NetParameter = read_text_file(&data.join("models/bvlc_examples/mnist/lenet_train_test.prototxt")).unwrap();
+    let net: NetParameter =
+        read_text_file(&data.join("models/bvlc_examples/mnist/lenet_train_test.prototxt")).unwrap();
     assert_eq!(net.name(), "LeNet");
     let conv1 = net.layer.iter().find(|l| l.name() == "conv1").unwrap();
     assert_eq!(conv1.type_(), "Convolution");
@@ -50,15 +66,23 @@ fn shared_nets_hold_what_their_text_says() {
     assert_eq!(conv1.convolution_param.kernel_size, vec![5]);
     assert_eq!(conv1.convolution_param.weight_filler.type_(), "xavier");
 
-    let v1: NetParameter = read_text_file(&data.join("models/lenet_v1_everpeace/lenet_train_test.prototxt")).unwrap();
-    assert!(v1.layer.is_empty() && !v1.layers.is_empty(), "`layers {{` is the V1 field");
+    let v1: NetParameter =
+        read_text_file(&data.join("models/lenet_v1_everpeace/lenet_train_test.prototxt")).unwrap();
+    assert!(
+        v1.layer.is_empty() && !v1.layers.is_empty(),
+        "`layers {{` is the V1 field"
+    );
 
     let solver: SolverParameter =
-        read_text_file(&data.join("models/bvlc_examples/mnist/lenet_consolidated_solver.prototxt")).unwrap();
+        read_text_file(&data.join("models/bvlc_examples/mnist/lenet_consolidated_solver.prototxt"))
+            .unwrap();
     assert_eq!(solver.base_lr(), 0.01);
     assert_eq!(solver.test_iter, vec![100, 600]);
     assert_eq!(solver.test_state[1].stage, vec!["test-on-train-set"]);
-    assert_eq!(solver.net_param.layers[0].transform_param.scale(), 0.00390625);
+    assert_eq!(
+        solver.net_param.layers[0].transform_param.scale(),
+        0.00390625
+    );
 }
 
 #[test]
@@ -68,8 +92,13 @@ fn a_solver_given_as_a_net_names_the_file_and_the_first_unknown_field() {
         return;
     };
     let path = data.join("models/bvlc_examples/mnist/lenet_solver.prototxt");
-    let err = read_text_file::<NetParameter>(&path).unwrap_err().to_string();
-    assert_eq!(err, format!("{}:2:1: no field \"net\" in NetParameter", path.display()));
+    let err = read_text_file::<NetParameter>(&path)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        format!("{}:2:1: no field \"net\" in NetParameter", path.display())
+    );
 }
 
 #[test]
@@ -77,15 +106,23 @@ fn a_missing_file_is_an_io_error_naming_it() {
     let path = std::path::Path::new("/nonexistent/crema/deploy.prototxt");
     let err = read_text_file::<NetParameter>(path).unwrap_err();
     assert!(matches!(err, ProtoError::Io { .. }));
-    assert!(err.to_string().starts_with("/nonexistent/crema/deploy.prototxt: "), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/crema/deploy.prototxt: "),
+        "{err}"
+    );
 }
 
 fn net_error(text: &str) -> String {
-    parse::<NetParameter>(text, "net.prototxt").unwrap_err().to_string()
+    parse::<NetParameter>(text, "net.prototxt")
+        .unwrap_err()
+        .to_string()
 }
 
 fn solver_error(text: &str) -> String {
-    parse::<SolverParameter>(text, "solver.prototxt").unwrap_err().to_string()
+    parse::<SolverParameter>(text, "solver.prototxt")
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
@@ -180,7 +217,12 @@ fn errors_point_at_the_offending_token() {
 #[test]
 fn error_is_the_text_variant_with_its_location() {
     match parse::<NetParameter>("\n\n   bogus: 1", "x.prototxt") {
-        Err(ProtoError::Text { file, line, column, message }) => {
+        Err(ProtoError::Text {
+            file,
+            line,
+            column,
+            message,
+        }) => {
             assert_eq!((file.as_str(), line, column), ("x.prototxt", 3, 4));
             assert_eq!(message, "no field \"bogus\" in NetParameter");
         }
@@ -215,17 +257,29 @@ state { phase: TEST stage: "a" stage: "b" }
     assert!(net.debug_info());
     assert_eq!(net.layer.len(), 2);
     let pool = &net.layer[0].pooling_param;
-    assert_eq!(pool.pool(), crema_proto::caffe::pooling_parameter::PoolMethod::AVE);
+    assert_eq!(
+        pool.pool(),
+        crema_proto::caffe::pooling_parameter::PoolMethod::AVE
+    );
     assert_eq!(pool.kernel_size(), 3);
     let lw = &net.layer[1].loss_weight;
     assert_eq!(lw[..6], [1.0, 0.5, 1e-4, 1e-4, 2.0, f32::NEG_INFINITY]);
     assert!(lw[6].is_nan());
     assert_eq!(lw[7..], [1.0, -350.0, f32::INFINITY, 1.0]);
-    assert_eq!(net.layer[1].propagate_down, vec![true, false, true, false, true, false, true, false]);
+    assert_eq!(
+        net.layer[1].propagate_down,
+        vec![true, false, true, false, true, false, true, false]
+    );
     assert!(net.layer[1].bottom.is_empty());
-    assert_eq!(net.layer[1].include[0].phase(), crema_proto::caffe::Phase::TRAIN);
+    assert_eq!(
+        net.layer[1].include[0].phase(),
+        crema_proto::caffe::Phase::TRAIN
+    );
     assert_eq!(net.layers[0].name(), "v1");
-    assert_eq!(net.layers[0].type_(), crema_proto::caffe::v1layer_parameter::LayerType::CONVOLUTION);
+    assert_eq!(
+        net.layers[0].type_(),
+        crema_proto::caffe::v1layer_parameter::LayerType::CONVOLUTION
+    );
     assert_eq!(net.input_shape.len(), 2);
     assert_eq!(net.input_shape[0].dim, vec![1, 2]);
     assert_eq!(net.input_shape[1].dim, vec![-1]);
@@ -234,7 +288,11 @@ state { phase: TEST stage: "a" stage: "b" }
 
 #[test]
 fn strings_take_c_escapes_and_unicode() {
-    let net: NetParameter = parse(r#"name: "\n\t\\\"\'\x41\101\a\b\f\v\r\?\u00e9é\0""#, "escapes").unwrap();
+    let net: NetParameter = parse(
+        r#"name: "\n\t\\\"\'\x41\101\a\b\f\v\r\?\u00e9é\0""#,
+        "escapes",
+    )
+    .unwrap();
     assert_eq!(net.name(), "\n\t\\\"'AA\x07\x08\x0c\x0b\r?éé\0");
     let datum: Datum = parse(r#"data: "\xff\000\377" channels: 3"#, "datum").unwrap();
     assert_eq!(datum.data(), &[0xFF, 0x00, 0xFF]);
@@ -243,15 +301,21 @@ fn strings_take_c_escapes_and_unicode() {
 
 #[test]
 fn numbers_cover_every_integer_form_and_float_spelling() {
-    let s: SolverParameter =
-        parse("random_seed: -9223372036854775808 device_id: 0x7fffffff max_iter: 017 base_lr: 1e-4", "n").unwrap();
+    let s: SolverParameter = parse(
+        "random_seed: -9223372036854775808 device_id: 0x7fffffff max_iter: 017 base_lr: 1e-4",
+        "n",
+    )
+    .unwrap();
     assert_eq!(s.random_seed(), i64::MIN);
     assert_eq!(s.device_id(), i32::MAX);
     assert_eq!(s.max_iter(), 15);
     // C++ reads the double 1e-4 and narrows it, which is the nearest float here.
     assert_eq!(s.base_lr(), 1e-4f32);
     let s: SolverParameter = parse("solver_mode: 0 momentum: -NaN gamma: -INF", "n").unwrap();
-    assert_eq!(s.solver_mode(), crema_proto::caffe::solver_parameter::SolverMode::CPU);
+    assert_eq!(
+        s.solver_mode(),
+        crema_proto::caffe::solver_parameter::SolverMode::CPU
+    );
     assert!(s.momentum().is_nan());
     assert_eq!(s.gamma(), f32::NEG_INFINITY);
 }
@@ -259,8 +323,18 @@ fn numbers_cover_every_integer_form_and_float_spelling() {
 #[test]
 fn merge_keeps_what_the_message_holds_and_overwrites_singular_fields() {
     let mut net = NetParameter::new();
-    merge("name: \"a\" input: \"x\" state { level: 1 }", "m1", &mut net).unwrap();
-    merge("name: \"b\" name: \"c\" input: \"y\" state { stage: \"s\" }", "m2", &mut net).unwrap();
+    merge(
+        "name: \"a\" input: \"x\" state { level: 1 }",
+        "m1",
+        &mut net,
+    )
+    .unwrap();
+    merge(
+        "name: \"b\" name: \"c\" input: \"y\" state { stage: \"s\" }",
+        "m2",
+        &mut net,
+    )
+    .unwrap();
     assert_eq!(net.name(), "c");
     assert_eq!(net.input, vec!["x", "y"]);
     assert_eq!(net.state.level(), 1);
@@ -272,11 +346,22 @@ fn merge_keeps_what_the_message_holds_and_overwrites_singular_fields() {
 #[test]
 fn deep_nesting_is_an_error_not_a_stack_overflow() {
     let open = format!("layer {}", "{".repeat(10_000));
-    assert_eq!(net_error(&open), "net.prototxt:1:8: expected a field name, found \"{\"");
+    assert_eq!(
+        net_error(&open),
+        "net.prototxt:1:8: expected a field name, found \"{\""
+    );
     // DescriptorProto nests itself, so it can reach the depth limit.
     let deep = "nested_type {".repeat(10_000);
-    let err = parse::<DescriptorProto>(&deep, "deep").unwrap_err().to_string();
-    assert_eq!(err, format!("deep:1:{}: messages are nested more than 100 levels deep", 100 * 13 + 13));
+    let err = parse::<DescriptorProto>(&deep, "deep")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        format!(
+            "deep:1:{}: messages are nested more than 100 levels deep",
+            100 * 13 + 13
+        )
+    );
     let ok = format!("{}{}", "nested_type {".repeat(100), "}".repeat(100));
     let d: DescriptorProto = parse(&ok, "ok").unwrap();
     assert_eq!(d.nested_type.len(), 1);
@@ -334,7 +419,9 @@ type: "Adam"
 "#;
     let mut solver: SolverParameter = parse(text, "golden").unwrap();
     // Fields set to their defaults are printed: presence is what counts.
-    assert!(solver.net_param.has_force_backward() && solver.net_param.layer[1].pooling_param.has_pool());
+    assert!(
+        solver.net_param.has_force_backward() && solver.net_param.layer[1].pooling_param.has_pool()
+    );
     let fields = solver.mut_unknown_fields();
     fields.add_varint(1000, 5);
     fields.add_length_delimited(1001, b"hi\n".to_vec());
@@ -354,7 +441,10 @@ fn unknown_fields_print_after_known_ones_at_every_level() {
     let mut net: NetParameter = parse("name: \"n\" layer { name: \"l\" }", "u").unwrap();
     net.layer[0].mut_unknown_fields().add_varint(7000, 1);
     net.mut_unknown_fields().add_varint(9999, 9);
-    assert_eq!(print(&net), "name: \"n\"\nlayer {\n  name: \"l\"\n  7000: 1\n}\n9999: 9\n");
+    assert_eq!(
+        print(&net),
+        "name: \"n\"\nlayer {\n  name: \"l\"\n  7000: 1\n}\n9999: 9\n"
+    );
     // An unknown field number cannot be written by name, so it does not parse back.
     assert!(parse::<NetParameter>("7000: 1", "u").is_err());
 }
@@ -433,7 +523,10 @@ fn format_g_chooses_notation_like_printf() {
 
 #[test]
 fn c_escape_matches_cpp() {
-    assert_eq!(c_escape(b"a\"b'c\\d\ne\rf\tg\x00\x7f\x80\xff ~"), "a\\\"b\\'c\\\\d\\ne\\rf\\tg\\000\\177\\200\\377 ~");
+    assert_eq!(
+        c_escape(b"a\"b'c\\d\ne\rf\tg\x00\x7f\x80\xff ~"),
+        "a\\\"b\\'c\\\\d\\ne\\rf\\tg\\000\\177\\200\\377 ~"
+    );
 }
 
 #[test]
@@ -458,8 +551,13 @@ fn write_text_file_then_read_text_file_gives_the_same_message() {
     assert_eq!(std::fs::read_to_string(&path).unwrap(), print(&net));
     assert_eq!(read_text_file::<NetParameter>(&path).unwrap(), net);
     std::fs::write(&path, b"name: \"a\"\n  \xff").unwrap();
-    let err = read_text_file::<NetParameter>(&path).unwrap_err().to_string();
-    assert_eq!(err, format!("{}:2:3: the file is not valid UTF-8", path.display()));
+    let err = read_text_file::<NetParameter>(&path)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        format!("{}:2:3: the file is not valid UTF-8", path.display())
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -470,7 +568,9 @@ fn mangled_prototxt_never_panics() {
     let base = "name: \"LeNet\"\nlayer {\n  name: \"conv1\" type: \"Convolution\" bottom: \"data\" top: \"conv1\"\n  \
                 param { lr_mult: 1 }\n  convolution_param { num_output: 20 kernel_size: [5, 3] stride: 1\n    \
                 weight_filler { type: \"xavier\" std: 1e-2 } }\n  include < phase: TRAIN >\n}\ninput_dim: 0x10\n";
-    let alphabet: Vec<char> = "{}<>[]:;,-.\"'\\#\n 0123456789xefEnaibtTF_é\u{0}".chars().collect();
+    let alphabet: Vec<char> = "{}<>[]:;,-.\"'\\#\n 0123456789xefEnaibtTF_é\u{0}"
+        .chars()
+        .collect();
     let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
     let mut rand = move |n: usize| {
         seed ^= seed << 13;
@@ -498,7 +598,10 @@ fn mangled_prototxt_never_panics() {
             assert_eq!(print(&again), print(&net));
         }
     }
-    assert!(parsed > 100, "the mutations should leave some files valid ({parsed})");
+    assert!(
+        parsed > 100,
+        "the mutations should leave some files valid ({parsed})"
+    );
 }
 
 /// Caffe's schema has no maps; protobuf's Struct stands in to show that maps
@@ -516,7 +619,9 @@ fn map_fields_print_sorted_and_are_refused_by_the_parser() {
                 fields {\n  key: \"b\"\n  value {\n    bool_value: false\n  }\n}\n\
                 fields {\n  key: \"c\"\n  value {\n    bool_value: false\n  }\n}\n";
     assert_eq!(print(&s), want);
-    let err = parse::<Struct>("fields { key: \"a\" }", "map").unwrap_err().to_string();
+    let err = parse::<Struct>("fields { key: \"a\" }", "map")
+        .unwrap_err()
+        .to_string();
     assert_eq!(err, "map:1:1: map field \"fields\" is not supported");
 }
 
@@ -524,9 +629,14 @@ fn map_fields_print_sorted_and_are_refused_by_the_parser() {
 fn unknown_bytes_holding_groups_or_deep_messages_print_like_cpp() {
     let mut net = NetParameter::new();
     // A group (field 1) holding varint field 2, then a group closed by the wrong number.
-    net.mut_unknown_fields().add_length_delimited(1000, vec![0x0B, 0x10, 0x05, 0x0C]);
-    net.mut_unknown_fields().add_length_delimited(1001, vec![0x0B, 0x10, 0x05, 0x14]);
-    assert_eq!(print(&net), "1000 {\n  1 {\n    2: 5\n  }\n}\n1001: \"\\013\\020\\005\\024\"\n");
+    net.mut_unknown_fields()
+        .add_length_delimited(1000, vec![0x0B, 0x10, 0x05, 0x0C]);
+    net.mut_unknown_fields()
+        .add_length_delimited(1001, vec![0x0B, 0x10, 0x05, 0x14]);
+    assert_eq!(
+        print(&net),
+        "1000 {\n  1 {\n    2: 5\n  }\n}\n1001: \"\\013\\020\\005\\024\"\n"
+    );
 
     // Twelve messages nested in bytes: C++ tries ten levels, then prints a string.
     let mut bytes = vec![0x08, 0x01];
@@ -540,5 +650,8 @@ fn unknown_bytes_holding_groups_or_deep_messages_print_like_cpp() {
     let text = print(&net);
     assert_eq!(text.matches(" {\n").count(), 10, "{text}");
     let string_line = text.lines().find(|l| l.contains(": \"")).unwrap();
-    assert_eq!(string_line, format!("{}2: \"\\022\\002\\010\\001\"", "  ".repeat(10)));
+    assert_eq!(
+        string_line,
+        format!("{}2: \"\\022\\002\\010\\001\"", "  ".repeat(10))
+    );
 }

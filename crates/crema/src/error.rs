@@ -8,7 +8,11 @@ pub enum Error {
     Proto(#[from] ProtoError),
     /// A layer refused its parameters or its inputs.
     #[error("layer {layer} ({kind}): {message}")]
-    Layer { layer: String, kind: String, message: String },
+    Layer {
+        layer: String,
+        kind: String,
+        message: String,
+    },
     /// The net's structure is wrong (unknown bottom, duplicate top, ...).
     #[error("net {net}: {message}")]
     Net { net: String, message: String },
@@ -22,7 +26,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A layer error; the layer name and type are filled in by the net.
     pub fn layer(param: &crema_proto::caffe::LayerParameter, message: impl Into<String>) -> Self {
-        Error::Layer { layer: param.name().to_string(), kind: param.type_().to_string(), message: message.into() }
+        Error::Layer {
+            layer: param.name().to_string(),
+            kind: param.type_().to_string(),
+            message: message.into(),
+        }
     }
 }
 

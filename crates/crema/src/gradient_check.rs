@@ -25,7 +25,13 @@ pub struct GradientChecker {
 
 impl Default for GradientChecker {
     fn default() -> Self {
-        GradientChecker { stepsize: 1e-2, threshold: 1e-3, seed: 1701, kink: 0.0, kink_range: -1.0 }
+        GradientChecker {
+            stepsize: 1e-2,
+            threshold: 1e-3,
+            seed: 1701,
+            kink: 0.0,
+            kink_range: -1.0,
+        }
     }
 }
 
@@ -40,7 +46,11 @@ enum Objective {
 
 impl GradientChecker {
     pub fn new(stepsize: f32, threshold: f32) -> Self {
-        GradientChecker { stepsize, threshold, ..Default::default() }
+        GradientChecker {
+            stepsize,
+            threshold,
+            ..Default::default()
+        }
     }
     /// Skips elements within `range` of `kink`.
     pub fn with_kink(mut self, kink: f32, range: f32) -> Self {
@@ -52,24 +62,49 @@ impl GradientChecker {
     /// Sets the layer up, then checks the gradient of ½Σtop² w.r.t. every bottom
     /// (or only `check_bottom`) and every parameter blob. Panics on a mismatch,
     /// naming the blob, element and both values: it is a test helper.
-    pub fn check_gradient(&self, layer: &mut dyn Layer, bottom: &[SharedBlob], top: &[SharedBlob], check_bottom: Option<usize>) {
+    pub fn check_gradient(
+        &self,
+        layer: &mut dyn Layer,
+        bottom: &[SharedBlob],
+        top: &[SharedBlob],
+        check_bottom: Option<usize>,
+    ) {
         setup(layer, bottom, top);
         self.check(layer, bottom, top, check_bottom, Objective::SumSquares);
     }
 
     /// Like `check_gradient`, but once per top element with that element alone
     /// as the objective (Caffe's CheckGradientExhaustive). Use on small blobs.
-    pub fn check_gradient_exhaustive(&self, layer: &mut dyn Layer, bottom: &[SharedBlob], top: &[SharedBlob], check_bottom: Option<usize>) {
+    pub fn check_gradient_exhaustive(
+        &self,
+        layer: &mut dyn Layer,
+        bottom: &[SharedBlob],
+        top: &[SharedBlob],
+        check_bottom: Option<usize>,
+    ) {
         setup(layer, bottom, top);
         for t in 0..top.len() {
             let n = top[t].borrow().count();
             for index in 0..n {
-                self.check(layer, bottom, top, check_bottom, Objective::Element { top: t, index });
+                self.check(
+                    layer,
+                    bottom,
+                    top,
+                    check_bottom,
+                    Objective::Element { top: t, index },
+                );
             }
         }
     }
 
-    fn check(&self, layer: &mut dyn Layer, bottom: &[SharedBlob], top: &[SharedBlob], check_bottom: Option<usize>, obj: Objective) {
+    fn check(
+        &self,
+        layer: &mut dyn Layer,
+        bottom: &[SharedBlob],
+        top: &[SharedBlob],
+        check_bottom: Option<usize>,
+        obj: Objective,
+    ) {
         let params: Vec<SharedBlob> = layer.blobs().to_vec();
         // Blobs to check: chosen bottoms, then every parameter.
         let mut checked: Vec<(String, SharedBlob)> = Vec::new();
@@ -81,7 +116,9 @@ impl GradientChecker {
         for (i, p) in params.iter().enumerate() {
             checked.push((format!("param[{i}]"), p.clone()));
         }
-        let propagate: Vec<bool> = (0..bottom.len()).map(|i| check_bottom.is_none_or(|c| c == i)).collect();
+        let propagate: Vec<bool> = (0..bottom.len())
+            .map(|i| check_bottom.is_none_or(|c| c == i))
+            .collect();
 
         // Analytic gradient.
         for p in &params {
@@ -90,7 +127,10 @@ impl GradientChecker {
         self.forward(layer, bottom, top);
         set_top_diff(top, obj);
         layer.backward(top, &propagate, bottom).expect("backward");
-        let analytic: Vec<Vec<f32>> = checked.iter().map(|(_, b)| b.borrow().diff().to_vec()).collect();
+        let analytic: Vec<Vec<f32>> = checked
+            .iter()
+            .map(|(_, b)| b.borrow().diff().to_vec())
+            .collect();
 
         // Numeric gradient, element by element.
         for ((name, blob), grad) in checked.iter().zip(&analytic) {
@@ -123,11 +163,26 @@ impl GradientChecker {
         layer.forward(bottom, top).expect("forward");
     }
 
-    fn objective(&self, layer: &mut dyn Layer, bottom: &[SharedBlob], top: &[SharedBlob], obj: Objective) -> f64 {
+    fn objective(
+        &self,
+        layer: &mut dyn Layer,
+        bottom: &[SharedBlob],
+        top: &[SharedBlob],
+        obj: Objective,
+    ) -> f64 {
         self.forward(layer, bottom, top);
         match obj {
             Objective::SumSquares => {
-                top.iter().map(|t| t.borrow().data().iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>()).sum::<f64>() / 2.0
+                top.iter()
+                    .map(|t| {
+                        t.borrow()
+                            .data()
+                            .iter()
+                            .map(|&v| (v as f64) * (v as f64))
+                            .sum::<f64>()
+                    })
+                    .sum::<f64>()
+                    / 2.0
             }
             Objective::Element { top: t, index } => top[t].borrow().data()[index] as f64,
         }

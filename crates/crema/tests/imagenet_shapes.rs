@@ -16,14 +16,18 @@ fn build(rel: &str) -> Option<Net> {
 
 fn assert_shapes(net: &Net, expected: &[(&str, &[usize])]) {
     for (blob, shape) in expected {
-        let b = net.blob_by_name(blob).unwrap_or_else(|| panic!("no blob {blob}"));
+        let b = net
+            .blob_by_name(blob)
+            .unwrap_or_else(|| panic!("no blob {blob}"));
         assert_eq!(b.borrow().shape(), *shape, "blob {blob}");
     }
 }
 
 #[test]
 fn alexnet_deploy_has_caffes_shapes() {
-    let Some(net) = build("bvlc_alexnet/deploy.prototxt") else { return };
+    let Some(net) = build("bvlc_alexnet/deploy.prototxt") else {
+        return;
+    };
     assert_shapes(
         &net,
         &[
@@ -45,12 +49,19 @@ fn alexnet_deploy_has_caffes_shapes() {
     // Grouped convolution (group 2) halves the input channels of the weights.
     let conv2 = net.layer_by_name("conv2").unwrap();
     assert_eq!(conv2.blobs()[0].borrow().shape(), &[256, 48, 5, 5]);
-    assert_eq!(net.layer_by_name("fc6").unwrap().blobs()[0].borrow().shape(), &[4096, 9216]);
+    assert_eq!(
+        net.layer_by_name("fc6").unwrap().blobs()[0]
+            .borrow()
+            .shape(),
+        &[4096, 9216]
+    );
 }
 
 #[test]
 fn caffenet_deploy_has_caffes_shapes() {
-    let Some(net) = build("bvlc_reference_caffenet/deploy.prototxt") else { return };
+    let Some(net) = build("bvlc_reference_caffenet/deploy.prototxt") else {
+        return;
+    };
     // CaffeNet pools before normalizing.
     assert_shapes(
         &net,
@@ -68,7 +79,9 @@ fn caffenet_deploy_has_caffes_shapes() {
 
 #[test]
 fn googlenet_deploy_has_caffes_shapes() {
-    let Some(net) = build("bvlc_googlenet/deploy.prototxt") else { return };
+    let Some(net) = build("bvlc_googlenet/deploy.prototxt") else {
+        return;
+    };
     assert_shapes(
         &net,
         &[
@@ -87,8 +100,16 @@ fn googlenet_deploy_has_caffes_shapes() {
 
 #[test]
 fn rcnn_and_flickr_deploy_nets_build() {
-    let Some(net) = build("bvlc_reference_rcnn_ilsvrc13/deploy.prototxt") else { return };
-    assert_eq!(net.blob_by_name("fc-rcnn").unwrap().borrow().shape(), &[10, 200]);
+    let Some(net) = build("bvlc_reference_rcnn_ilsvrc13/deploy.prototxt") else {
+        return;
+    };
+    assert_eq!(
+        net.blob_by_name("fc-rcnn").unwrap().borrow().shape(),
+        &[10, 200]
+    );
     let net = build("finetune_flickr_style/deploy.prototxt").unwrap();
-    assert_eq!(net.blob_by_name("fc8_flickr").unwrap().borrow().shape(), &[10, 20]);
+    assert_eq!(
+        net.blob_by_name("fc8_flickr").unwrap().borrow().shape(),
+        &[10, 20]
+    );
 }

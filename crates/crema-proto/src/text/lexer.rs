@@ -70,11 +70,24 @@ pub(super) struct Lexer<'a> {
 
 impl<'a> Lexer<'a> {
     pub fn new(src: &'a str, file: &'a str) -> Self {
-        Lexer { src, bytes: src.as_bytes(), i: 0, line: 1, column: 1, file, peeked: None }
+        Lexer {
+            src,
+            bytes: src.as_bytes(),
+            i: 0,
+            line: 1,
+            column: 1,
+            file,
+            peeked: None,
+        }
     }
 
     pub fn error(&self, pos: Pos, message: impl Into<String>) -> ProtoError {
-        ProtoError::Text { file: self.file.to_string(), line: pos.line, column: pos.column, message: message.into() }
+        ProtoError::Text {
+            file: self.file.to_string(),
+            line: pos.line,
+            column: pos.column,
+            message: message.into(),
+        }
     }
 
     pub fn peek(&mut self) -> Result<&Token<'a>, ProtoError> {
@@ -92,7 +105,10 @@ impl<'a> Lexer<'a> {
     }
 
     fn here(&self) -> Pos {
-        Pos { line: self.line, column: self.column }
+        Pos {
+            line: self.line,
+            column: self.column,
+        }
     }
 
     fn at(&self, offset: usize) -> Option<u8> {
@@ -137,7 +153,12 @@ impl<'a> Lexer<'a> {
         let pos = self.here();
         let start = self.i;
         let Some(c) = self.at(0) else {
-            return Ok(Token { kind: Kind::Eof, text: "", pos, bytes: Vec::new() });
+            return Ok(Token {
+                kind: Kind::Eof,
+                text: "",
+                pos,
+                bytes: Vec::new(),
+            });
         };
         let mut bytes = Vec::new();
         let kind = match c {
@@ -164,7 +185,12 @@ impl<'a> Lexer<'a> {
                 Kind::Symbol
             }
         };
-        Ok(Token { kind, text: &self.src[start..self.i], pos, bytes })
+        Ok(Token {
+            kind,
+            text: &self.src[start..self.i],
+            pos,
+            bytes,
+        })
     }
 
     fn number(&mut self, pos: Pos, start: usize) -> Result<Kind, ProtoError> {
@@ -179,7 +205,10 @@ impl<'a> Lexer<'a> {
             self.bump_while(|c| c.is_ascii_digit());
             let digits = &self.src[start..self.i];
             if digits.bytes().any(|c| c == b'8' || c == b'9') {
-                return Err(self.error(pos, format!("\"{digits}\": a number starting with 0 is octal")));
+                return Err(self.error(
+                    pos,
+                    format!("\"{digits}\": a number starting with 0 is octal"),
+                ));
             }
         } else {
             self.bump_while(|c| c.is_ascii_digit());
@@ -204,10 +233,14 @@ impl<'a> Lexer<'a> {
             }
         }
         match self.at(0) {
-            Some(b'.') => Err(self.error(pos, "a number cannot have a second \".\" or a \".\" after its exponent")),
-            Some(c) if c.is_ascii_alphanumeric() || c == b'_' => {
-                Err(self.error(pos, "a number must be followed by a space or a symbol, not a letter"))
-            }
+            Some(b'.') => Err(self.error(
+                pos,
+                "a number cannot have a second \".\" or a \".\" after its exponent",
+            )),
+            Some(c) if c.is_ascii_alphanumeric() || c == b'_' => Err(self.error(
+                pos,
+                "a number must be followed by a space or a symbol, not a letter",
+            )),
             _ => Ok(kind),
         }
     }
@@ -220,7 +253,10 @@ impl<'a> Lexer<'a> {
         let mut out = Vec::new();
         loop {
             let Some(c) = self.at(0) else {
-                return Err(self.error(pos, "unterminated string: end of file before the closing quote"));
+                return Err(self.error(
+                    pos,
+                    "unterminated string: end of file before the closing quote",
+                ));
             };
             match c {
                 b'\n' => {
@@ -243,7 +279,10 @@ impl<'a> Lexer<'a> {
         let at = self.here();
         self.bump();
         let Some(c) = self.at(0) else {
-            return Err(self.error(string_pos, "unterminated string: end of file before the closing quote"));
+            return Err(self.error(
+                string_pos,
+                "unterminated string: end of file before the closing quote",
+            ));
         };
         let simple = match c {
             b'n' => Some(b'\n'),

@@ -2,7 +2,8 @@
 //! accepting the syntax of C++ TextFormat's parser (which is what Caffe's
 //! ReadProtoFromTextFile uses) and refusing what it refuses.
 use protobuf::reflect::{
-    EnumDescriptor, FieldDescriptor, MessageDescriptor, ReflectValueBox, RuntimeFieldType, RuntimeType,
+    EnumDescriptor, FieldDescriptor, MessageDescriptor, ReflectValueBox, RuntimeFieldType,
+    RuntimeType,
 };
 use protobuf::MessageDyn;
 
@@ -19,8 +20,16 @@ type Result<T> = std::result::Result<T, ProtoError>;
 /// Parses `text` into `msg`. `forbid_overwrite` is C++'s Parse (a non-repeated
 /// field may be given once); without it, C++'s Merge (a later value replaces an
 /// earlier one, and a message given twice is merged).
-pub(super) fn parse_into(text: &str, file: &str, msg: &mut dyn MessageDyn, forbid_overwrite: bool) -> Result<()> {
-    let mut p = Parser { lx: Lexer::new(text, file), forbid_overwrite };
+pub(super) fn parse_into(
+    text: &str,
+    file: &str,
+    msg: &mut dyn MessageDyn,
+    forbid_overwrite: bool,
+) -> Result<()> {
+    let mut p = Parser {
+        lx: Lexer::new(text, file),
+        forbid_overwrite,
+    };
     loop {
         let t = p.lx.peek()?;
         if t.kind == Kind::Eof {
@@ -29,7 +38,10 @@ pub(super) fn parse_into(text: &str, file: &str, msg: &mut dyn MessageDyn, forbi
         }
         if t.is("}") || t.is(">") {
             let (pos, what) = (t.pos, t.text.to_string());
-            return Err(p.lx.error(pos, format!("unbalanced \"{what}\": no message is open here")));
+            return Err(p.lx.error(
+                pos,
+                format!("unbalanced \"{what}\": no message is open here"),
+            ));
         }
         p.field(msg, 0)?;
     }
@@ -53,20 +65,33 @@ impl<'a> Parser<'a> {
     fn field(&mut self, msg: &mut dyn MessageDyn, depth: usize) -> Result<()> {
         let name = self.lx.next()?;
         if name.kind != Kind::Ident {
-            return Err(self.lx.error(name.pos, format!("expected a field name, found {}", name.describe())));
+            return Err(self.lx.error(
+                name.pos,
+                format!("expected a field name, found {}", name.describe()),
+            ));
         }
         let desc = msg.descriptor_dyn();
         let Some(field) = desc.field_by_name(name.text) else {
-            return Err(self.lx.error(name.pos, format!("no field \"{}\" in {}", name.text, message_name(&desc))));
+            return Err(self.lx.error(
+                name.pos,
+                format!("no field \"{}\" in {}", name.text, message_name(&desc)),
+            ));
         };
         if self.forbid_overwrite && !field.is_repeated_or_map() && field.has_field(&*msg) {
-            return Err(self
-                .lx
-                .error(name.pos, format!("field \"{}\" is given more than once, but it is not repeated", name.text)));
+            return Err(self.lx.error(
+                name.pos,
+                format!(
+                    "field \"{}\" is given more than once, but it is not repeated",
+                    name.text
+                ),
+            ));
         }
         match field.runtime_field_type() {
             RuntimeFieldType::Map(..) => {
-                return Err(self.lx.error(name.pos, format!("map field \"{}\" is not supported", name.text)));
+                return Err(self.lx.error(
+                    name.pos,
+                    format!("map field \"{}\" is not supported", name.text),
+                ));
             }
             RuntimeFieldType::Singular(RuntimeType::Message(_)) => {
                 self.try_consume(":")?;
@@ -124,7 +149,14 @@ impl<'a> Parser<'a> {
         if t.is(":") {
             Ok(())
         } else {
-            Err(self.lx.error(t.pos, format!("expected \":\" after field {}, found {}", name.text, t.describe())))
+            Err(self.lx.error(
+                t.pos,
+                format!(
+                    "expected \":\" after field {}, found {}",
+                    name.text,
+                    t.describe()
+                ),
+            ))
         }
     }
 
@@ -134,7 +166,11 @@ impl<'a> Parser<'a> {
             let pos = t.pos;
             return Err(self.lx.error(
                 pos,
-                format!("field {} ({}) is not repeated, so it cannot take a [list]", name.text, field_type_name(field)),
+                format!(
+                    "field {} ({}) is not repeated, so it cannot take a [list]",
+                    name.text,
+                    field_type_name(field)
+                ),
             ));
         }
         Ok(())
@@ -148,7 +184,10 @@ impl<'a> Parser<'a> {
         } else if t.is(",") {
             Ok(false)
         } else {
-            Err(self.lx.error(t.pos, format!("expected \",\" or \"]\" in a list, found {}", t.describe())))
+            Err(self.lx.error(
+                t.pos,
+                format!("expected \",\" or \"]\" in a list, found {}", t.describe()),
+            ))
         }
     }
 
@@ -176,11 +215,18 @@ impl<'a> Parser<'a> {
         } else {
             return Err(self.lx.error(
                 open.pos,
-                format!("expected \"{{\" to open message field {}, found {}", name.text, open.describe()),
+                format!(
+                    "expected \"{{\" to open message field {}, found {}",
+                    name.text,
+                    open.describe()
+                ),
             ));
         };
         if depth > MAX_DEPTH {
-            return Err(self.lx.error(open.pos, format!("messages are nested more than {MAX_DEPTH} levels deep")));
+            return Err(self.lx.error(
+                open.pos,
+                format!("messages are nested more than {MAX_DEPTH} levels deep"),
+            ));
         }
         loop {
             let t = self.lx.peek()?;
@@ -218,9 +264,14 @@ impl<'a> Parser<'a> {
         let desc = msg.descriptor_dyn();
         for f in desc.fields() {
             if f.is_required() && !f.has_field(msg) {
-                return Err(self
-                    .lx
-                    .error(pos, format!("required field \"{}\" is missing in {}", f.name(), message_name(&desc))));
+                return Err(self.lx.error(
+                    pos,
+                    format!(
+                        "required field \"{}\" is missing in {}",
+                        f.name(),
+                        message_name(&desc)
+                    ),
+                ));
             }
         }
         Ok(())
@@ -229,10 +280,18 @@ impl<'a> Parser<'a> {
     /// One scalar value for `field`, whose element type is `rt`.
     fn value(&mut self, field: &FieldDescriptor, rt: &RuntimeType) -> Result<ReflectValueBox> {
         Ok(match rt {
-            RuntimeType::I32 => ReflectValueBox::I32(self.integer(field, i32::MIN.into(), i32::MAX.into())? as i32),
-            RuntimeType::I64 => ReflectValueBox::I64(self.integer(field, i64::MIN.into(), i64::MAX.into())? as i64),
-            RuntimeType::U32 => ReflectValueBox::U32(self.integer(field, 0, u32::MAX.into())? as u32),
-            RuntimeType::U64 => ReflectValueBox::U64(self.integer(field, 0, u64::MAX.into())? as u64),
+            RuntimeType::I32 => {
+                ReflectValueBox::I32(self.integer(field, i32::MIN.into(), i32::MAX.into())? as i32)
+            }
+            RuntimeType::I64 => {
+                ReflectValueBox::I64(self.integer(field, i64::MIN.into(), i64::MAX.into())? as i64)
+            }
+            RuntimeType::U32 => {
+                ReflectValueBox::U32(self.integer(field, 0, u32::MAX.into())? as u32)
+            }
+            RuntimeType::U64 => {
+                ReflectValueBox::U64(self.integer(field, 0, u64::MAX.into())? as u64)
+            }
             // C++ reads every float as a double and narrows it.
             RuntimeType::F32 => ReflectValueBox::F32(self.float(field)? as f32),
             RuntimeType::F64 => ReflectValueBox::F64(self.float(field)?),
@@ -242,18 +301,27 @@ impl<'a> Parser<'a> {
                 match String::from_utf8(bytes) {
                     Ok(s) => ReflectValueBox::String(s),
                     Err(_) => {
-                        return Err(self
-                            .lx
-                            .error(pos, format!("the value of string field {} is not valid UTF-8", field.name())))
+                        return Err(self.lx.error(
+                            pos,
+                            format!(
+                                "the value of string field {} is not valid UTF-8",
+                                field.name()
+                            ),
+                        ))
                     }
                 }
             }
             RuntimeType::VecU8 => ReflectValueBox::Bytes(self.strings(field)?.1),
-            RuntimeType::Enum(ed) => ReflectValueBox::Enum(ed.clone(), self.enumeration(field, ed)?),
+            RuntimeType::Enum(ed) => {
+                ReflectValueBox::Enum(ed.clone(), self.enumeration(field, ed)?)
+            }
             RuntimeType::Message(_) => {
                 let t = self.lx.peek()?;
                 let pos = t.pos;
-                return Err(self.lx.error(pos, format!("expected \"{{\" for message field {}", field.name())));
+                return Err(self.lx.error(
+                    pos,
+                    format!("expected \"{{\" for message field {}", field.name()),
+                ));
             }
         })
     }
@@ -359,7 +427,10 @@ impl<'a> Parser<'a> {
         match t.kind {
             Kind::Ident if !negative => match ed.value_by_name(t.text) {
                 Some(v) => Ok(v.value()),
-                None => Err(self.lx.error(t.pos, format!("\"{}\" is not a value of enum {}", t.text, enum_name(ed)))),
+                None => Err(self.lx.error(
+                    t.pos,
+                    format!("\"{}\" is not a value of enum {}", t.text, enum_name(ed)),
+                )),
             },
             Kind::Int => {
                 let number = int_value(t.text)

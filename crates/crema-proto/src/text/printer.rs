@@ -150,7 +150,10 @@ fn print_wire(fields: &[(u32, Wire)], indent: usize, budget: usize, out: &mut St
             }
             Wire::Bytes(b) => {
                 // Like C++: bytes that decode as a message print as one.
-                match (budget > 0 && !b.is_empty()).then(|| decode_wire(b, budget)).flatten() {
+                match (budget > 0 && !b.is_empty())
+                    .then(|| decode_wire(b, budget))
+                    .flatten()
+                {
                     Some(inner) => {
                         out.push_str(" {\n");
                         print_wire(&inner, indent + 1, budget - 1, out);
@@ -184,7 +187,11 @@ fn decode_wire(bytes: &[u8], group_budget: usize) -> Option<WireFields<'_>> {
 }
 
 /// Reads fields until the input ends or an end-group tag (whose number is returned).
-fn decode_fields<'a>(bytes: &'a [u8], at: &mut usize, group_budget: usize) -> Option<(WireFields<'a>, Option<u32>)> {
+fn decode_fields<'a>(
+    bytes: &'a [u8],
+    at: &mut usize,
+    group_budget: usize,
+) -> Option<(WireFields<'a>, Option<u32>)> {
     let mut fields = Vec::new();
     while *at < bytes.len() {
         let tag = u32::try_from(varint(bytes, at)?).ok()?;
