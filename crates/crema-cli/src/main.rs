@@ -3,6 +3,7 @@
 //! `caffe <action> [flags]` with Caffe's actions and gflags spellings
 //! (`-model x`, `--model=x`): train, test, time, device_query.
 mod test_cmd;
+mod progress;
 mod time;
 mod train;
 

@@ -104,6 +104,9 @@ pub fn run(flags: &Flags) -> Result<(), String> {
     }
     let mut solver = Solver::new(&param).map_err(err)?;
     solver.set_action_function(signals.action_fn(on_sigint, on_sighup));
+    if let Some(bar) = crate::progress::ProgressHook::for_terminal(param.max_iter()) {
+        solver.add_hook(Box::new(bar));
+    }
     if !snapshot.is_empty() {
         log::info!("Resuming from {snapshot}");
         solver.restore(Path::new(snapshot)).map_err(err)?;

@@ -7,10 +7,35 @@
 //! lines also go to `<dir>/<program>.INFO`).
 use std::fs::File;
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
+
+/// Where stderr lines go instead of straight to stderr (a progress bar
+/// prints them above itself).
+type LineWriter = Box<dyn Fn(&str) + Send + Sync>;
+static STDERR_WRITER: RwLock<Option<LineWriter>> = RwLock::new(None);
+static TO_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Sends every log line meant for stderr through `writer` until cleared.
+pub fn set_stderr_writer(writer: LineWriter) {
+    if let Ok(mut w) = STDERR_WRITER.write() {
+        *w = Some(writer);
+    }
+}
+
+/// Back to writing log lines to stderr directly.
+pub fn clear_stderr_writer() {
+    if let Ok(mut w) = STDERR_WRITER.write() {
+        *w = None;
+    }
+}
+
+/// Whether the installed logger writes to stderr (not only to GLOG_log_dir).
+pub fn logs_to_stderr() -> bool {
+    TO_STDERR.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 struct GlogLogger {
     min_level: Level,
@@ -20,7 +45,10 @@ struct GlogLogger {
 
 /// Installs the logger once; later calls do nothing.
 pub fn init() {
-    let min_level = match std::env::var("GLOG_minloglevel").ok().and_then(|v| v.parse::<u8>().ok()) {
+    let min_level = match std::env::var("GLOG_minloglevel")
+        .ok()
+        .and_then(|v| v.parse::<u8>().ok())
+    {
         Some(0) | None => Level::Info,
         Some(1) => Level::Warn,
         Some(_) => Level::Error,
@@ -30,15 +58,26 @@ pub fn init() {
         Some(dir) if !logtostderr => {
             let prog = std::env::args()
                 .next()
-                .and_then(|a| std::path::Path::new(&a).file_name().map(|n| n.to_string_lossy().into_owned()))
+                .and_then(|a| {
+                    std::path::Path::new(&a)
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                })
                 .unwrap_or_else(|| "crema".into());
-            File::create(std::path::Path::new(&dir).join(format!("{prog}.INFO"))).ok().map(Mutex::new)
+            File::create(std::path::Path::new(&dir).join(format!("{prog}.INFO")))
+                .ok()
+                .map(Mutex::new)
         }
         _ => None,
     };
     // Caffe's tools log to stderr unless GLOG_log_dir redirects them.
     let to_stderr = logtostderr || file.is_none();
-    let logger = GlogLogger { min_level, file, to_stderr };
+    TO_STDERR.store(to_stderr, std::sync::atomic::Ordering::Relaxed);
+    let logger = GlogLogger {
+        min_level,
+        file,
+        to_stderr,
+    };
     if log::set_boxed_logger(Box::new(logger)).is_ok() {
         log::set_max_level(LevelFilter::Info);
     }
@@ -53,9 +92,19 @@ impl Log for GlogLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let line = format_line(record.level(), record.file().unwrap_or("?"), record.line().unwrap_or(0), &record.args().to_string());
+        let line = format_line(
+            record.level(),
+            record.file().unwrap_or("?"),
+            record.line().unwrap_or(0),
+            &record.args().to_string(),
+        );
         if self.to_stderr {
-            let _ = std::io::stderr().write_all(line.as_bytes());
+            match STDERR_WRITER.read().as_deref() {
+                Ok(Some(writer)) => writer(&line),
+                _ => {
+                    let _ = std::io::stderr().write_all(line.as_bytes());
+                }
+            }
         }
         if let Some(f) = &self.file {
             if let Ok(mut f) = f.lock() {
@@ -75,7 +124,9 @@ pub fn format_line(level: Level, file: &str, line: u32, msg: &str) -> String {
         Level::Warn => 'W',
         _ => 'I',
     };
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let (month, day, h, m, s) = civil_utc(now.as_secs());
     let base = file.rsplit('/').next().unwrap_or(file);
     format!(
@@ -91,7 +142,11 @@ fn thread_id() -> u64 {
     {
         std::fs::read_link("/proc/thread-self")
             .ok()
-            .and_then(|p| p.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse().ok()))
+            .and_then(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.parse().ok())
+            })
             .unwrap_or(std::process::id() as u64)
     }
     #[cfg(not(target_os = "linux"))]
@@ -131,7 +186,12 @@ mod tests {
 
     #[test]
     fn line_has_glog_prefix() {
-        let l = format_line(Level::Info, "crates/crema/src/solver.rs", 218, "Iteration 100, lr = 0.01");
+        let l = format_line(
+            Level::Info,
+            "crates/crema/src/solver.rs",
+            218,
+            "Iteration 100, lr = 0.01",
+        );
         let re_ok = l.starts_with('I')
             && l.as_bytes()[5] == b' '
             && l.contains(" solver.rs:218] Iteration 100, lr = 0.01\n")

@@ -21,6 +21,7 @@ pub mod common;
 pub mod data;
 pub mod loss;
 pub mod neuron;
+pub mod recurrent;
 pub mod vision;
 
 /// One layer of a net: Caffe's four verbs plus the facts the net needs.
@@ -106,8 +107,8 @@ pub trait Layer {
 /// Builds a layer from its parameters.
 pub type LayerCtor = fn(&LayerParameter) -> Result<Box<dyn Layer>>;
 
-fn all_groups() -> [&'static [(&'static str, LayerCtor)]; 5] {
-    [vision::REGISTRY, neuron::REGISTRY, common::REGISTRY, loss::REGISTRY, data::REGISTRY]
+fn all_groups() -> [&'static [(&'static str, LayerCtor)]; 6] {
+    [vision::REGISTRY, neuron::REGISTRY, common::REGISTRY, loss::REGISTRY, data::REGISTRY, recurrent::REGISTRY]
 }
 
 /// Creates a layer by its type string; an unknown type lists the known ones.

@@ -3,6 +3,11 @@
 use super::Net;
 use crate::error::{Error, Result};
 
+/// A float as iostream prints it (6 significant digits), like Caffe's logs.
+fn g(v: f32) -> String {
+    crema_proto::text::format_g(f64::from(v), 6)
+}
+
 impl Net {
     fn check_range(&self, what: &str, first: usize, last: usize) -> Result<()> {
         let n = self.layers.len();
@@ -107,9 +112,11 @@ impl Net {
                 sumsq_diff += p.sumsq_diff();
             }
             log::error!(
-                "    [Backward] All net params (data, diff): L1 norm = ({asum_data}, {asum_diff}); L2 norm = ({}, {})",
-                sumsq_data.sqrt(),
-                sumsq_diff.sqrt()
+                "    [Backward] All net params (data, diff): L1 norm = ({}, {}); L2 norm = ({}, {})",
+                g(asum_data),
+                g(asum_diff),
+                g(sumsq_data.sqrt()),
+                g(sumsq_diff.sqrt())
             );
         }
         Ok(())
@@ -160,7 +167,7 @@ impl Net {
             let blob_name = &self.blob_names[self.top_id_vecs[layer_id][k]];
             log::info!(
                 "    [Forward] Layer {name}, top blob {blob_name} data: {}",
-                t.asum_data() / t.count() as f32
+                g(t.asum_data() / t.count() as f32)
             );
         }
         for (k, p) in self.layers[layer_id].blobs().iter().enumerate() {
@@ -168,7 +175,7 @@ impl Net {
             let display = &self.param_display_names[self.param_id_vecs[layer_id][k]];
             log::info!(
                 "    [Forward] Layer {name}, param blob {display} data: {}",
-                p.asum_data() / p.count() as f32
+                g(p.asum_data() / p.count() as f32)
             );
         }
     }
@@ -183,7 +190,7 @@ impl Net {
             let blob_name = &self.blob_names[self.bottom_id_vecs[layer_id][k]];
             log::info!(
                 "    [Backward] Layer {name}, bottom blob {blob_name} diff: {}",
-                b.asum_diff() / b.count() as f32
+                g(b.asum_diff() / b.count() as f32)
             );
         }
         for (k, p) in self.layers[layer_id].blobs().iter().enumerate() {
@@ -193,7 +200,7 @@ impl Net {
             let p = p.borrow();
             log::info!(
                 "    [Backward] Layer {name}, param blob {k} diff: {}",
-                p.asum_diff() / p.count() as f32
+                g(p.asum_diff() / p.count() as f32)
             );
         }
     }
@@ -203,10 +210,10 @@ impl Net {
         let p = self.params[param_id].borrow();
         let layer_name = &self.layer_names[self.param_layer_indices[param_id].0];
         let display = &self.param_display_names[param_id];
-        let diff = p.asum_diff() / p.count() as f32;
+        let diff = g(p.asum_diff() / p.count() as f32);
         match self.param_owners[param_id] {
             None => {
-                let data = p.asum_data() / p.count() as f32;
+                let data = g(p.asum_data() / p.count() as f32);
                 log::info!(
                     "    [Update] Layer {layer_name}, param {display} data: {data}; diff: {diff}"
                 );
