@@ -62,7 +62,9 @@ pub extern "C" fn crema_blob_new(dims: *const usize, num_axes: usize, out: *mut 
 /// A net's blob is an error: it lives as long as its net.
 #[no_mangle]
 pub extern "C" fn crema_blob_delete(blob: Handle) -> c_int {
-    call("crema_blob_delete", || registry::with(|r| r.delete(blob, "blob")))
+    call("crema_blob_delete", || {
+        registry::with(|r| r.delete(blob, "blob"))
+    })
 }
 
 /// Reads a BlobProto file (a mean `.binaryproto`) into a standalone blob.
@@ -78,7 +80,9 @@ pub extern "C" fn crema_blob_read_proto(path: *const c_char, out: *mut Handle) -
         let mut b = Blob::new(&[]);
         b.from_proto(&proto, true)
             .map_err(|e| CError::argument(format!("{path}: {e}")))?;
-        let h = registry::with(|r| Ok(r.insert_root(Object::Blob(std::rc::Rc::new(std::cell::RefCell::new(b))))))?;
+        let h = registry::with(|r| {
+            Ok(r.insert_root(Object::Blob(std::rc::Rc::new(std::cell::RefCell::new(b)))))
+        })?;
         put(out, "out", h)
     })
 }
@@ -210,20 +214,14 @@ pub extern "C" fn crema_blob_get_diff(blob: Handle, out: *mut c_float, count: us
 
 /// Overwrites the blob's data with `count` values (must equal its count).
 #[no_mangle]
-pub extern "C" fn crema_blob_set_data(
-    blob: Handle,
-    values: *const c_float,
-    count: usize,
-) -> c_int {
-    call("crema_blob_set_data", || copy_in(blob, values, count, false))
+pub extern "C" fn crema_blob_set_data(blob: Handle, values: *const c_float, count: usize) -> c_int {
+    call("crema_blob_set_data", || {
+        copy_in(blob, values, count, false)
+    })
 }
 
 /// Overwrites the blob's diff with `count` values (must equal its count).
 #[no_mangle]
-pub extern "C" fn crema_blob_set_diff(
-    blob: Handle,
-    values: *const c_float,
-    count: usize,
-) -> c_int {
+pub extern "C" fn crema_blob_set_diff(blob: Handle, values: *const c_float, count: usize) -> c_int {
     call("crema_blob_set_diff", || copy_in(blob, values, count, true))
 }

@@ -44,7 +44,9 @@ pub extern "C" fn crema_net_new(
 /// solver's net is left to its solver (no error).
 #[no_mangle]
 pub extern "C" fn crema_net_delete(net: Handle) -> c_int {
-    call("crema_net_delete", || registry::with(|r| r.delete(net, "net")))
+    call("crema_net_delete", || {
+        registry::with(|r| r.delete(net, "net"))
+    })
 }
 
 /// The net's name from its prototxt.
@@ -72,7 +74,9 @@ pub extern "C" fn crema_net_forward(net: Handle, loss: *mut c_float) -> c_int {
 /// Backward from the losses (or from the output diffs the host set).
 #[no_mangle]
 pub extern "C" fn crema_net_backward(net: Handle) -> c_int {
-    call("crema_net_backward", || with_net(net, |n| Ok(n.backward()?)))
+    call("crema_net_backward", || {
+        with_net(net, |n| Ok(n.backward()?))
+    })
 }
 
 /// Reshapes every layer after an input blob changed shape.

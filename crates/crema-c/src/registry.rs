@@ -270,10 +270,12 @@ impl Registry {
     /// The handle of layer `index` of `net` (index already checked).
     pub fn layer_handle(&mut self, net: Handle, index: usize) -> R<Handle> {
         let root = self.root_of(net)?;
-        Ok(self.child(root, ChildKey::Layer(net, index), || Object::Layer {
-            net,
-            index,
-        }))
+        Ok(
+            self.child(root, ChildKey::Layer(net, index), || Object::Layer {
+                net,
+                index,
+            }),
+        )
     }
 
     /// The handle of a blob borrowed from the object `owner` (a net or layer).
