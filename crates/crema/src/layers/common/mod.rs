@@ -11,17 +11,24 @@ use crate::error::{Error, Result};
 
 pub mod argmax;
 pub mod batch_norm;
+pub mod batch_reindex;
 pub mod bias;
 pub mod concat;
+pub mod crop;
 pub mod eltwise;
+pub mod embed;
+pub mod filter;
 pub mod flatten;
+pub mod im2col;
 pub mod mvn;
 pub mod parameter;
+pub mod reduction;
 pub mod reshape;
 pub mod scale;
 pub mod silence;
 pub mod slice;
 pub mod softmax;
+pub mod tile;
 
 #[cfg(test)]
 pub(crate) mod testutil;
@@ -30,17 +37,24 @@ pub(crate) mod testutil;
 pub const REGISTRY: &[(&str, LayerCtor)] = &[
     ("ArgMax", argmax::ArgMaxLayer::create),
     ("BatchNorm", batch_norm::BatchNormLayer::create),
+    ("BatchReindex", batch_reindex::BatchReindexLayer::create),
     ("Bias", bias::BiasLayer::create),
     ("Concat", concat::ConcatLayer::create),
+    ("Crop", crop::CropLayer::create),
     ("Eltwise", eltwise::EltwiseLayer::create),
+    ("Embed", embed::EmbedLayer::create),
+    ("Filter", filter::FilterLayer::create),
     ("Flatten", flatten::FlattenLayer::create),
+    ("Im2col", im2col::Im2colLayer::create),
     ("MVN", mvn::MVNLayer::create),
     ("Parameter", parameter::ParameterLayer::create),
+    ("Reduction", reduction::ReductionLayer::create),
     ("Reshape", reshape::ReshapeLayer::create),
     ("Scale", scale::ScaleLayer::create),
     ("Silence", silence::SilenceLayer::create),
     ("Slice", slice::SliceLayer::create),
     ("Softmax", softmax::SoftmaxLayer::create),
+    ("Tile", tile::TileLayer::create),
 ];
 
 /// A possibly negative axis made absolute, with the layer named in the error.

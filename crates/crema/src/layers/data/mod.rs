@@ -15,6 +15,7 @@ pub mod image_data;
 pub mod input;
 pub mod memory_data;
 pub mod split;
+pub mod window_data;
 
 pub use data_layer::DataLayer;
 pub use dummy_data::DummyDataLayer;
@@ -22,6 +23,7 @@ pub use image_data::ImageDataLayer;
 pub use input::InputLayer;
 pub use memory_data::MemoryDataLayer;
 pub use split::SplitLayer;
+pub use window_data::WindowDataLayer;
 
 /// Type names and constructors of this group's layers.
 pub const REGISTRY: &[(&str, LayerCtor)] = &[
@@ -31,6 +33,7 @@ pub const REGISTRY: &[(&str, LayerCtor)] = &[
     ("Input", InputLayer::new),
     ("MemoryData", MemoryDataLayer::new),
     ("Split", SplitLayer::new),
+    ("WindowData", WindowDataLayer::new),
 ];
 
 /// Forward of a prefetching data layer (Caffe's BasePrefetchingDataLayer):

@@ -2,12 +2,13 @@
 //! (Caffe's vision_layers); see `layers/mod.rs` for the conventions.
 use super::LayerCtor;
 
-mod conv_base;
+pub(crate) mod conv_base;
 pub mod convolution;
 pub mod deconvolution;
 pub mod inner_product;
 pub mod lrn;
 pub mod pooling;
+pub mod spp;
 
 #[cfg(test)]
 mod conv_tests;
@@ -23,4 +24,5 @@ pub const REGISTRY: &[(&str, LayerCtor)] = &[
     ("Pooling", pooling::PoolingLayer::new),
     ("LRN", lrn::LRNLayer::new),
     ("InnerProduct", inner_product::InnerProductLayer::new),
+    ("SPP", spp::SPPLayer::new),
 ];
