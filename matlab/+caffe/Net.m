@@ -61,10 +61,14 @@ classdef Net < handle
     end
 
     function delete(self)
-      % A solver's nets belong to the solver: crema leaves those alone. A
-      % handle from before caffe.reset_all is already gone.
+      % A solver's nets belong to the solver: crema leaves those alone, and
+      % they may already be gone with it, as is every handle from before
+      % caffe.reset_all. A destructor must not raise, so those are skipped.
       if ~isempty(self.hNet_self) && is_valid_handle(self.hNet_self)
-        caffe_('delete_net', self.hNet_self);
+        try
+          caffe_('delete_net', self.hNet_self);
+        catch
+        end
       end
       self.hNet_self = [];
     end
