@@ -4,12 +4,14 @@
 //!
 //! For each shape it prints GFLOP/s of `backend::sgemm` on one thread (run
 //! inside a one-thread rayon pool, where sgemm never splits) and on the whole
-//! pool, with the ratio; the peer for the kernel itself is a plain i-k-j loop
-//! (what a compiler makes of the textbook product), timed in the same run.
-//! Then it times Convolution forward+backward on AlexNet conv2 and LeNet conv2.
+//! pool, with the ratio; the peers, timed in the same run, are the
+//! `matrixmultiply` crate (the packed GEMM crema used before its own) on one
+//! thread and a plain i-k-j loop (what a compiler makes of the textbook
+//! product). Then every kernel the CPU offers, one thread, on SGEMM 1024³, and
+//! Convolution forward+backward on AlexNet conv2 and LeNet conv2.
 use std::time::Instant;
 
-use crema::backend::{sgemm, Transpose};
+use crema::backend::{mmm, sgemm, Transpose};
 use crema::proto::caffe::LayerParameter;
 use crema::{create_layer, Blob};
 
@@ -47,10 +49,13 @@ fn main() {
         .build()
         .unwrap();
     let threads = rayon::current_num_threads();
-    println!("rayon pool: {threads} threads");
     println!(
-        "{:<34} {:>9} {:>9} {:>6} {:>9} {:>7}",
-        "shape (M N K)", "1 thread", "pool", "ratio", "naive", "vs 1t"
+        "rayon pool: {threads} threads; kernel {}",
+        mmm::kernel().name
+    );
+    println!(
+        "{:<40} {:>9} {:>9} {:>6} {:>9} {:>6} {:>9} {:>7}",
+        "shape (M N K)", "1 thread", "pool", "ratio", "mm crate", "vs mm", "naive", "vs 1t"
     );
     let shapes: &[(&str, usize, usize, usize)] = &[
         ("AlexNet conv2/group", 128, 729, 1200),
@@ -60,6 +65,7 @@ fn main() {
         ("AlexNet fc6 batch 1 (gemv)", 1, 4096, 9216),
         ("LeNet conv2", 50, 64, 500),
         ("ResNet 3x3 64ch 56x56", 64, 3136, 576),
+        ("square", 1024, 1024, 1024),
     ];
     for &(name, m, n, k) in shapes {
         let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 13) as f32 * 0.01).collect();
@@ -83,20 +89,61 @@ fn main() {
         let t1 = one.install(|| time(&mut run));
         let tp = time(&mut run);
         let mut c2 = vec![0f32; m * n];
-        let tn = if flops < 5e9 {
+        // SAFETY: the pointers and strides describe the row-major slices above.
+        let tm = one.install(|| {
+            time(|| unsafe {
+                matrixmultiply::sgemm(
+                    m,
+                    k,
+                    n,
+                    1.0,
+                    a.as_ptr(),
+                    k as isize,
+                    1,
+                    b.as_ptr(),
+                    n as isize,
+                    1,
+                    0.0,
+                    c2.as_mut_ptr(),
+                    n as isize,
+                    1,
+                )
+            })
+        });
+        let tn = if flops < 2e9 {
             time(|| naive_ikj(m, n, k, &a, &b, &mut c2))
         } else {
             f64::NAN
         };
         let g = |t: f64| flops / t / 1e9;
         println!(
-            "{:<34} {:>8.1}G {:>8.1}G {:>5.2}x {:>8.1}G {:>6.1}x",
+            "{:<40} {:>8.1}G {:>8.1}G {:>5.2}x {:>8.1}G {:>5.2}x {:>8.1}G {:>6.1}x",
             format!("{name} ({m} {n} {k})"),
             g(t1),
             g(tp),
             t1 / tp,
+            g(tm),
+            tm / t1,
             g(tn),
             tn / t1
+        );
+    }
+
+    println!("\nEach kernel on one thread, SGEMM 1024^3 (A, B as stored / both transposed):");
+    let s = 1024;
+    let a: Vec<f32> = (0..s * s).map(|i| ((i * 7) % 13) as f32 * 0.01).collect();
+    let b: Vec<f32> = (0..s * s).map(|i| ((i * 3) % 11) as f32 * 0.01).collect();
+    let mut c = vec![0f32; s * s];
+    for kern in mmm::kernels() {
+        let g = |ta, tb, c: &mut [f32]| {
+            let t = time(|| mmm::sgemm_with(kern, ta, tb, s, s, s, 1.0, &a, &b, 0.0, c));
+            2.0 * (s * s * s) as f64 / t / 1e9
+        };
+        let nn = g(Transpose::No, Transpose::No, &mut c);
+        let tt = g(Transpose::Yes, Transpose::Yes, &mut c);
+        println!(
+            "  {:<8} {}x{} tile: {nn:.1} / {tt:.1} GFLOP/s",
+            kern.name, kern.mr, kern.nr
         );
     }
 

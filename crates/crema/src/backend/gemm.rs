@@ -2,13 +2,14 @@
 //! `caffe_cpu_gemv`: row-major, optional transposes, `C = alpha·op(A)·op(B) +
 //! beta·C`, and `beta == 0` overwrites C (NaN or garbage in C is ignored).
 //!
-//! The packed kernel is `matrixmultiply` (AVX2/FMA microkernels, single
-//! threaded); we split large products into column or row blocks over the rayon
-//! pool ourselves, so there is one pool for all math and a product called from
+//! The packed product is our own (`mmm`: packing plus per-ISA microkernels,
+//! single threaded); we split large products into column or row blocks over
+//! the rayon pool, so there is one pool for all math and a product called from
 //! inside a batch-parallel loop stays on its thread. Vector-shaped products
 //! (M or N equal to 1) go to `sgemv`, which packing would only slow down.
 use rayon::prelude::*;
 
+use super::mmm::{self, View};
 use super::vecops::{axpy, dot, scal};
 
 /// Whether an operand is used as stored or transposed (CblasNoTrans/CblasTrans).
@@ -21,8 +22,7 @@ pub enum Transpose {
 /// Below this many multiply-adds a product runs on one thread: splitting costs
 /// more than it saves.
 const PARALLEL_MIN_FLOPS: usize = 1 << 21;
-/// Blocks split along N keep this multiple of columns so each block still fills
-/// whole microkernel tiles.
+/// Column bands of a transposed gemv keep this multiple of columns.
 const COLUMN_GRAIN: usize = 16;
 
 /// Row-major `C[M×N] = alpha·op(A)·op(B) + beta·C`, where op(A) is M×K and
@@ -71,21 +71,14 @@ pub fn sgemm(
         };
         return sgemv(t, rows, cols, alpha, &b[..k * n], &a[..k], beta, c);
     }
-    // Strides of op(A) and op(B) as row-major views.
-    let (rsa, csa) = match trans_a {
-        Transpose::No => (k as isize, 1),
-        Transpose::Yes => (1, m as isize),
-    };
-    let (rsb, csb) = match trans_b {
-        Transpose::No => (n as isize, 1),
-        Transpose::Yes => (1, k as isize),
-    };
+    let av = View::of(a, trans_a, if trans_a == Transpose::No { k } else { m });
+    let bv = View::of(b, trans_b, if trans_b == Transpose::No { n } else { k });
+    let kern = mmm::kernel();
     let threads = rayon::current_num_threads();
     let parallel =
         threads > 1 && rayon::current_thread_index().is_none() && m * n * k >= PARALLEL_MIN_FLOPS;
-    let a_ptr = SendPtr(a.as_ptr() as *mut f32);
-    let b_ptr = SendPtr(b.as_ptr() as *mut f32);
     let c_ptr = SendPtr(c.as_mut_ptr());
+    let (av, bv) = (SendView(av), SendView(bv));
     // One block of C: rows r0..r0+mr, columns c0..c0+nc.
     let block = move |r0: usize, mr: usize, c0: usize, nc: usize| {
         // SAFETY: the shapes were checked against the slice lengths above, the
@@ -93,34 +86,30 @@ pub fn sgemm(
         // different threads cover disjoint parts of C, which no one else
         // borrows while this function runs. A and B are only read.
         unsafe {
-            matrixmultiply::sgemm(
+            mmm::gemm_serial(
+                kern,
                 mr,
-                k,
                 nc,
+                k,
                 alpha,
-                a_ptr.get().offset(r0 as isize * rsa),
-                rsa,
-                csa,
-                b_ptr.get().offset(c0 as isize * csb),
-                rsb,
-                csb,
+                av.get().at(r0, 0),
+                bv.get().at(0, c0),
                 beta,
                 c_ptr.get().add(r0 * n + c0),
-                n as isize,
-                1,
+                n,
             )
         }
     };
     if !parallel {
         block(0, m, 0, n);
-    } else if n >= m && n >= threads * COLUMN_GRAIN {
-        let per = n.div_ceil(threads).div_ceil(COLUMN_GRAIN) * COLUMN_GRAIN;
+    } else if n >= m && n >= threads * kern.nr {
+        let per = n.div_ceil(threads).div_ceil(kern.nr) * kern.nr;
         (0..n.div_ceil(per)).into_par_iter().for_each(|i| {
             let c0 = i * per;
             block(0, m, c0, per.min(n - c0));
         });
     } else {
-        let per = m.div_ceil(threads);
+        let per = m.div_ceil(threads).div_ceil(kern.mr) * kern.mr;
         (0..m.div_ceil(per)).into_par_iter().for_each(|i| {
             let r0 = i * per;
             block(r0, per.min(m - r0), 0, n);
@@ -194,7 +183,7 @@ pub fn sgemv(
 }
 
 /// C = beta·C, where beta == 0 clears C even if it holds NaN (BLAS semantics).
-fn scale_c(beta: f32, c: &mut [f32]) {
+pub(crate) fn scale_c(beta: f32, c: &mut [f32]) {
     if beta == 0.0 {
         c.fill(0.0);
     } else if beta != 1.0 {
@@ -210,6 +199,17 @@ struct SendPtr(*mut f32);
 // only read A and B.
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
+/// A view of A or B shared the same way (read only).
+#[derive(Clone, Copy)]
+struct SendView(View);
+// SAFETY: as for SendPtr; the viewed operands are only read.
+unsafe impl Send for SendView {}
+unsafe impl Sync for SendView {}
+impl SendView {
+    fn get(self) -> View {
+        self.0
+    }
+}
 impl SendPtr {
     /// Taking the pointer through a method makes closures capture the whole
     /// wrapper (edition 2021 would otherwise capture the bare field).

@@ -5,6 +5,7 @@
 //! will sit beside it with the same verbs.
 pub mod gemm;
 pub mod im2col;
+pub mod mmm;
 pub mod vecops;
 
 pub use gemm::{sgemm, sgemv, Transpose};

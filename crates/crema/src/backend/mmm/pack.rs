@@ -1,0 +1,86 @@
+//! Packing: copies a block of op(A) or op(B) into the strip order kernels
+//! read, zero-padding the last strip to a whole tile so kernels never branch
+//! on edges inside their loop. Each orientation has a path that reads memory
+//! contiguously; transposed operands are just the other path. The strip width
+//! is a const parameter for the kernels' widths, so the copies of one step
+//! compile to a few vector moves instead of a `memcpy` call.
+use super::View;
+
+/// Packs the `mc × kc` block of op(A) at `a` as strips of `mr` rows: strip s
+/// holds, for each p in 0..kc, rows `s·mr..s·mr+mr` of column p.
+///
+/// Safety: `a` views at least mc × kc readable values and `dst` has room for
+/// `mc.div_ceil(mr)·mr·kc` values.
+pub unsafe fn pack_a(mr: usize, mc: usize, kc: usize, a: View, dst: *mut f32) {
+    match mr {
+        4 => pack::<4>(mc, kc, a, dst),
+        6 => pack::<6>(mc, kc, a, dst),
+        12 => pack::<12>(mc, kc, a, dst),
+        _ => pack_any(mr, mc, kc, a, dst),
+    }
+}
+
+/// Packs the `kc × nc` block of op(B) at `b` as strips of `nr` columns: strip
+/// s holds, for each p in 0..kc, columns `s·nr..s·nr+nr` of row p.
+///
+/// Safety: `b` views at least kc × nc readable values and `dst` has room for
+/// `nc.div_ceil(nr)·nr·kc` values.
+pub unsafe fn pack_b(nr: usize, kc: usize, nc: usize, b: View, dst: *mut f32) {
+    // op(B) packed by columns is op(B)ᵀ packed by rows.
+    let bt = View {
+        ptr: b.ptr,
+        rs: b.cs,
+        cs: b.rs,
+    };
+    match nr {
+        8 => pack::<8>(nc, kc, bt, dst),
+        16 => pack::<16>(nc, kc, bt, dst),
+        32 => pack::<32>(nc, kc, bt, dst),
+        _ => pack_any(nr, nc, kc, bt, dst),
+    }
+}
+
+/// Strips of `W` rows of the `rows × depth` matrix `x`: for each p, the W
+/// values `x[s·W..s·W+W][p]`, zero past the last row.
+unsafe fn pack<const W: usize>(rows: usize, depth: usize, x: View, dst: *mut f32) {
+    for r0 in (0..rows).step_by(W) {
+        let d = dst.add(r0 * depth);
+        let live = W.min(rows - r0);
+        if live == W && x.rs == 1 {
+            // The W values of one step are contiguous: one fixed-size copy.
+            for p in 0..depth {
+                let src = x.at(r0, p).ptr as *const [f32; W];
+                (d.add(p * W) as *mut [f32; W]).write_unaligned(src.read_unaligned());
+            }
+        } else if live == W {
+            // Each row is contiguous in p (or strided): read W rows side by side.
+            let base = x.at(r0, 0);
+            for p in 0..depth {
+                let col = base.at(0, p);
+                let mut strip = [0f32; W];
+                for (i, v) in strip.iter_mut().enumerate() {
+                    *v = *col.at(i, 0).ptr;
+                }
+                (d.add(p * W) as *mut [f32; W]).write_unaligned(strip);
+            }
+        } else {
+            pack_edge(W, live, depth, x.at(r0, 0), d);
+        }
+    }
+}
+
+/// The general case, for strip widths without a const instance.
+unsafe fn pack_any(w: usize, rows: usize, depth: usize, x: View, dst: *mut f32) {
+    for r0 in (0..rows).step_by(w) {
+        pack_edge(w, w.min(rows - r0), depth, x.at(r0, 0), dst.add(r0 * depth));
+    }
+}
+
+/// One strip of width `w` of which the first `live` rows exist.
+unsafe fn pack_edge(w: usize, live: usize, depth: usize, x: View, d: *mut f32) {
+    for p in 0..depth {
+        for i in 0..w {
+            *d.add(p * w + i) = if i < live { *x.at(i, p).ptr } else { 0.0 };
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! One suite for every kernel this CPU offers: each product is checked against
+//! a naive f64 triple loop at sizes that hit edge tiles (primes, 1, sizes just
+//! off the vector width) and block boundaries (k past KC, m past MC, n past
+//! NC), for all four transpose combinations.
+use rand::{Rng, SeedableRng};
+
+use super::{kernels, sgemm_with, Kernel, KC, MC, NC};
+use crate::backend::gemm::Transpose;
+
+fn random(len: usize, seed: u64) -> Vec<f32> {
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..len).map(|_| r.gen_range(-1.0..1.0)).collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn naive(
+    ta: Transpose,
+    tb: Transpose,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: &[f32],
+    b: &[f32],
+    beta: f32,
+    c: &[f32],
+) -> Vec<f64> {
+    let at = |i: usize, p: usize| match ta {
+        Transpose::No => a[i * k + p],
+        Transpose::Yes => a[p * m + i],
+    } as f64;
+    let bt = |p: usize, j: usize| match tb {
+        Transpose::No => b[p * n + j],
+        Transpose::Yes => b[j * k + p],
+    } as f64;
+    let mut out = vec![0f64; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let s: f64 = (0..k).map(|p| at(i, p) * bt(p, j)).sum();
+            let prev = if beta == 0.0 {
+                0.0
+            } else {
+                beta as f64 * c[i * n + j] as f64
+            };
+            out[i * n + j] = alpha as f64 * s + prev;
+        }
+    }
+    out
+}
+
+/// Runs one shape through `kern` with every transpose pair and checks the
+/// relative Frobenius error against the naive product (< 1e-5) and each entry
+/// within a bound that grows with k like f32 rounding does.
+fn check(kern: &Kernel, m: usize, n: usize, k: usize, alpha: f32, beta: f32) {
+    for ta in [Transpose::No, Transpose::Yes] {
+        for tb in [Transpose::No, Transpose::Yes] {
+            let a = random(m * k, 1 + m as u64);
+            let b = random(k * n, 2 + n as u64);
+            let c0 = random(m * n, 3 + k as u64);
+            let want = naive(ta, tb, m, n, k, alpha, &a, &b, beta, &c0);
+            let mut c = c0.clone();
+            if beta == 0.0 {
+                c.fill(f32::NAN); // beta 0 must not read C
+            }
+            sgemm_with(kern, ta, tb, m, n, k, alpha, &a, &b, beta, &mut c);
+            let (mut err, mut norm) = (0f64, 0f64);
+            for (i, (&g, &w)) in c.iter().zip(&want).enumerate() {
+                assert!(
+                    (g as f64 - w).abs() <= 1e-5 * (1.0 + k as f64),
+                    "{} {ta:?}{tb:?} {m}x{n}x{k} alpha {alpha} beta {beta} [{i}]: {g} vs {w}",
+                    kern.name
+                );
+                err += (g as f64 - w).powi(2);
+                norm += w * w;
+            }
+            let rel = (err / norm.max(1e-30)).sqrt();
+            assert!(
+                rel < 1e-5,
+                "{} {ta:?}{tb:?} {m}x{n}x{k}: relative error {rel}",
+                kern.name
+            );
+        }
+    }
+}
+
+#[test]
+fn every_kernel_matches_naive_product_at_awkward_sizes() {
+    for kern in kernels() {
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (1, 17, 3),
+            (7, 1, 5),
+            (2, 3, 1),
+            (5, 7, 11),
+            (6, 16, 8),
+            (12, 32, 4),
+            (13, 31, 17),
+            (11, 33, 7),
+            (23, 29, 37),
+            (kern.mr + 1, kern.nr - 1, 9),
+            (3 * kern.mr - 1, 2 * kern.nr + 1, 2),
+        ] {
+            check(kern, m, n, k, 1.0, 0.0);
+            check(kern, m, n, k, -0.5, 1.0);
+            check(kern, m, n, k, 2.0, 0.75);
+        }
+    }
+}
+
+#[test]
+fn every_kernel_matches_naive_product_across_block_boundaries() {
+    for kern in kernels() {
+        check(kern, 19, 23, KC + 3, 1.0, 0.0); // two depth blocks
+        check(kern, 19, 23, 2 * KC + 1, 1.0, 0.5); // three, tail of one
+        check(kern, MC + 7, 41, 29, 1.0, 1.0); // two row blocks
+        check(kern, 3, NC + 5, 2, 1.5, 0.0); // two column blocks
+        check(kern, MC + 1, 67, KC + 1, 0.5, -1.0); // all at once
+    }
+}
+
+#[test]
+fn k_zero_and_alpha_zero_only_scale_c() {
+    for kern in kernels() {
+        let mut c = vec![2.0; 6];
+        sgemm_with(
+            kern,
+            Transpose::No,
+            Transpose::No,
+            2,
+            3,
+            0,
+            1.0,
+            &[],
+            &[],
+            0.5,
+            &mut c,
+        );
+        assert_eq!(c, [1.0; 6]);
+        let (a, b) = (vec![f32::NAN; 4], vec![1.0; 6]);
+        let mut c = vec![f32::NAN; 6];
+        sgemm_with(
+            kern,
+            Transpose::No,
+            Transpose::No,
+            2,
+            3,
+            2,
+            0.0,
+            &a,
+            &b,
+            0.0,
+            &mut c,
+        );
+        assert_eq!(c, [0.0; 6], "{}", kern.name);
+    }
+}
+
+#[test]
+fn portable_kernel_is_always_offered_last() {
+    let all = kernels();
+    assert_eq!(all.last().unwrap().name, "generic");
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        assert!(all.iter().any(|k| k.name == "avx2"));
+    }
+}
