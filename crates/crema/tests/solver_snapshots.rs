@@ -206,6 +206,9 @@ fn diverging_loss_stops_with_the_iteration_named() {
         e.starts_with("Iteration ") && e.contains("training loss is"),
         "{e}"
     );
+    assert!(e.contains(", first produced by layer "), "{e}");
+    // No model was written for the diverged run.
+    assert!(!std::path::Path::new(&format!("{}_iter_50.caffemodel", s.param().snapshot_prefix())).exists());
 }
 
 #[test]

@@ -94,9 +94,12 @@ impl Solver {
             loss /= iter_size as f32;
             if !loss.is_finite() {
                 return Err(Error::Other(format!(
-                    "Iteration {}: the training loss is {}; training diverged (try a lower base_lr, gradient clipping, or check the data)",
+                    "Iteration {}: the training loss is {}{}; training diverged, stopping without writing a model (try a lower base_lr, gradient clipping, or check the data)",
                     self.iter,
-                    g(loss)
+                    g(loss),
+                    first_non_finite(&self.net)
+                        .map(|w| format!(", first produced by {w}"))
+                        .unwrap_or_default()
                 )));
             }
             self.update_smoothed_loss(loss, start_iter);
@@ -255,6 +258,26 @@ impl Solver {
         }
         Ok(())
     }
+}
+
+/// The first layer, in forward order, whose parameters or outputs hold a
+/// NaN or an infinity: where a diverging run went wrong.
+fn first_non_finite(net: &Net) -> Option<String> {
+    let bad = |v: &[f32]| v.iter().any(|x| !x.is_finite());
+    for (i, name) in net.layer_names().iter().enumerate() {
+        for (k, p) in net.layers()[i].blobs().iter().enumerate() {
+            if bad(p.borrow().data()) {
+                return Some(format!("layer {name} (its parameter blob {k})"));
+            }
+        }
+        for (k, t) in net.top_vecs()[i].iter().enumerate() {
+            if bad(t.borrow().data()) {
+                let blob = &net.blob_names()[net.top_ids(i)[k]];
+                return Some(format!("layer {name} (its top blob {blob})"));
+            }
+        }
+    }
+    None
 }
 
 /// Every value of every output blob with its blob's name, in log order.
