@@ -2,4 +2,5 @@
 //! from `-model/-phase/-level/-stage`, and the driver of the upgrade tools.
 pub mod flags;
 pub mod netload;
+pub mod record_progress;
 pub mod upgrade_tool;

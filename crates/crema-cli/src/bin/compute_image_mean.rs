@@ -10,6 +10,7 @@ use crema::proto::caffe::BlobProto;
 
 #[allow(dead_code)]
 use crema_cli::flags::{self, FlagSpec, Flags};
+use crema_cli::record_progress::RecordProgress;
 
 const SPECS: &[FlagSpec] = &[FlagSpec {
     name: "backend",
@@ -62,6 +63,7 @@ fn compute(db: &Path, output: Option<&Path>, backend: &str) -> Result<(), String
     let mut sum: Vec<f64> = Vec::new();
     let mut dims = (0, 0, 0);
     let mut count = 0usize;
+    let mut progress = RecordProgress::new(None, 10000, |n| format!("Processed {n} files."));
     log::info!("Starting iteration");
     while cursor.valid() {
         let key = String::from_utf8_lossy(cursor.key()).into_owned();
@@ -89,14 +91,10 @@ fn compute(db: &Path, output: Option<&Path>, backend: &str) -> Result<(), String
                 .for_each(|(s, &v)| *s += v as f64);
         }
         count += 1;
-        if count % 10000 == 0 {
-            log::info!("Processed {count} files.");
-        }
+        progress.inc();
         cursor.next().map_err(|e| e.to_string())?;
     }
-    if count % 10000 != 0 {
-        log::info!("Processed {count} files.");
-    }
+    progress.finish();
     let mut blob = BlobProto::new();
     blob.set_num(1);
     blob.set_channels(dims.0 as i32);

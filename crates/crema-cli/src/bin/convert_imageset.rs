@@ -10,6 +10,7 @@ use crema::data::{image_key, read_image_to_datum, Backend};
 
 #[allow(dead_code)]
 use crema_cli::flags::{self, FlagSpec, Flags};
+use crema_cli::record_progress::RecordProgress;
 
 const SPECS: &[FlagSpec] = &[
     FlagSpec {
@@ -151,7 +152,9 @@ fn convert(flags: &Flags) -> Result<(), String> {
         .create_writer(Path::new(db))
         .map_err(|e| e.to_string())?;
     let mut data_size: Option<usize> = None;
-    let mut count = 0usize;
+    let mut progress = RecordProgress::new(Some(lines.len() as u64), COMMIT_EVERY as u64, |n| {
+        format!("Processed {n} files.")
+    });
     for (line_id, (file, label)) in lines.iter().enumerate() {
         let mut enc = encode_type.clone();
         if encoded && enc.is_empty() {
@@ -192,15 +195,13 @@ fn convert(flags: &Flags) -> Result<(), String> {
             image_key(line_id, file),
             crema::proto::binary::encode(&datum).map_err(|e| e.to_string())?,
         );
-        count += 1;
-        if count % COMMIT_EVERY == 0 {
+        progress.inc();
+        if progress.count() % COMMIT_EVERY as u64 == 0 {
             writer.commit().map_err(|e| e.to_string())?;
-            log::info!("Processed {count} files.");
         }
     }
-    if count % COMMIT_EVERY != 0 {
-        writer.commit().map_err(|e| e.to_string())?;
-        log::info!("Processed {count} files.");
-    }
+    // The database appears under its name only once complete.
+    writer.finish().map_err(|e| e.to_string())?;
+    progress.finish();
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! `convert_mnist_data [FLAGS] IMAGES LABELS DB`: the MNIST IDX files into a
 //! database of 1 x rows x cols Datums with keys `%08d`, as Caffe's example
-//! tool (`--backend=lmdb`, the only backend crema writes).
+//! tool (`--backend=lmdb` or `--backend=leveldb`).
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -9,12 +9,13 @@ use crema::proto::caffe::Datum;
 
 #[allow(dead_code)]
 use crema_cli::flags::{self, FlagSpec, Flags};
+use crema_cli::record_progress::RecordProgress;
 
 const SPECS: &[FlagSpec] = &[FlagSpec {
     name: "backend",
     boolean: false,
     default: "lmdb",
-    help: "The backend for storing the result",
+    help: "The backend {lmdb, leveldb} for storing the result",
 }];
 
 /// Records per write transaction, as Caffe.
@@ -109,6 +110,10 @@ fn convert(images: &Path, labels: &Path, db: &Path, backend: &str) -> Result<(),
     datum.set_channels(1);
     datum.set_height(rows as i32);
     datum.set_width(cols as i32);
+    // Caffe's tool logs the count once, at the end.
+    let mut progress = RecordProgress::new(Some(num_items as u64), u64::MAX, |n| {
+        format!("Processed {n} files.")
+    });
     for i in 0..num_items {
         datum.set_data(pixels[i * size..(i + 1) * size].to_vec());
         datum.set_label(label_bytes[i] as i32);
@@ -116,13 +121,13 @@ fn convert(images: &Path, labels: &Path, db: &Path, backend: &str) -> Result<(),
             index_key(i),
             crema::proto::binary::encode(&datum).map_err(|e| e.to_string())?,
         );
+        progress.inc();
         if (i + 1) % COMMIT_EVERY == 0 {
             writer.commit().map_err(|e| e.to_string())?;
         }
     }
-    if num_items % COMMIT_EVERY != 0 {
-        writer.commit().map_err(|e| e.to_string())?;
-    }
-    log::info!("Processed {num_items} files.");
+    // The database appears under its name only once complete.
+    writer.finish().map_err(|e| e.to_string())?;
+    progress.finish();
     Ok(())
 }

@@ -1,6 +1,7 @@
-//! Data: batches of Datums read in key order from a database (LMDB), looped
-//! over for as many epochs as asked, transformed by `transform_param`, and
-//! loaded on a prefetch thread `data_param.prefetch` batches ahead.
+//! Data: batches of Datums read in key order from a database (LMDB or
+//! LevelDB), looped over for as many epochs as asked, transformed by
+//! `transform_param`, and loaded on a prefetch thread `data_param.prefetch`
+//! batches ahead.
 //! Tops: data (N x C x H x W, shaped from the first datum as Caffe does) and,
 //! when a second top is given, label (N).
 use std::path::Path;
@@ -9,7 +10,7 @@ use crema_proto::caffe::LayerParameter;
 
 use crate::blob::SharedBlob;
 use crate::data::{
-    parse_datum, Backend, Batch, BatchLoader, DataTransformer, LmdbCursor, PrefetchQueue,
+    parse_datum, Backend, Batch, BatchLoader, DataTransformer, DbCursor, PrefetchQueue,
 };
 use crate::error::{Error, Result};
 use crate::layers::Layer;
@@ -17,7 +18,7 @@ use crate::layers::Layer;
 /// Fills batches from a database cursor: the work of the prefetch thread,
 /// also usable directly (a synchronous read of the same batches).
 pub struct DbBatchLoader {
-    cursor: LmdbCursor,
+    cursor: DbCursor,
     transformer: DataTransformer,
     batch_size: usize,
     output_labels: bool,
