@@ -43,7 +43,8 @@ static GPU_REQUESTED: AtomicBool = AtomicBool::new(false);
 fn warn_no_gpu(py: Python<'_>, what: &str) -> PyResult<()> {
     let msg = format!("{what}: this crema build has no GPU backend; running on the CPU");
     let category = py.get_type::<pyo3::exceptions::PyRuntimeWarning>();
-    py.import("warnings")?.call_method1("warn", (msg, category, 2))?;
+    py.import("warnings")?
+        .call_method1("warn", (msg, category, 2))?;
     Ok(())
 }
 
@@ -64,7 +65,9 @@ fn set_mode_gpu(py: Python<'_>) -> PyResult<()> {
 #[pyfunction]
 fn set_device(py: Python<'_>, device_id: i32) -> PyResult<()> {
     if device_id < 0 {
-        return Err(CaffeError::new_err(format!("set_device: invalid device id {device_id}")));
+        return Err(CaffeError::new_err(format!(
+            "set_device: invalid device id {device_id}"
+        )));
     }
     warn_no_gpu(py, "set_device")
 }
@@ -109,7 +112,9 @@ fn layer_type_list() -> Vec<&'static str> {
 fn _caffe_proto_descriptor<'py>(py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
     use protobuf::Message;
     let fd = crema::proto::caffe::file_descriptor().proto();
-    let bytes = fd.write_to_bytes().map_err(|e| CaffeError::new_err(e.to_string()))?;
+    let bytes = fd
+        .write_to_bytes()
+        .map_err(|e| CaffeError::new_err(e.to_string()))?;
     Ok(pyo3::types::PyBytes::new(py, &bytes))
 }
 
@@ -117,15 +122,59 @@ fn _caffe_proto_descriptor<'py>(py: Python<'py>) -> PyResult<Bound<'py, pyo3::ty
 /// order (BGR, or one gray channel when `color` is false); caffe.io.load_image
 /// turns it into pycaffe's RGB floats.
 #[pyfunction]
-fn _read_image<'py>(py: Python<'py>, path: std::path::PathBuf, color: bool) -> PyResult<Bound<'py, numpy::PyArray3<u8>>> {
+fn _read_image<'py>(
+    py: Python<'py>,
+    path: std::path::PathBuf,
+    color: bool,
+) -> PyResult<Bound<'py, numpy::PyArray3<u8>>> {
     use crema::data::{ColorMode, Image};
     use numpy::PyArrayMethods;
     if !path.is_file() {
-        return Err(PyFileNotFoundError::new_err(format!("{}: no such image file", path.display())));
+        return Err(PyFileNotFoundError::new_err(format!(
+            "{}: no such image file",
+            path.display()
+        )));
     }
     let img = Image::read(&path, ColorMode::from_is_color(color)).map_err(py_err)?;
     let (h, w, c) = (img.height, img.width, img.channels);
     numpy::PyArray1::from_vec(py, img.data).reshape([h, w, c])
+}
+
+/// Registers the layer type "Python" in crema's layer registry, for a program
+/// that embeds Python (the `caffe` binary built with the `python-layer`
+/// feature, as Caffe's WITH_PYTHON_LAYER). The interpreter starts with the
+/// first Python layer; the layers' modules and `caffe`'s Python files come
+/// from PYTHONPATH.
+pub fn register_python_layer() -> crema::Result<()> {
+    crema::layers::register_layer_type("Python", embedded_python_layer)
+}
+
+fn embedded_python_layer(
+    param: &crema::proto::caffe::LayerParameter,
+) -> crema::Result<Box<dyn crema::Layer>> {
+    embed_caffe_module()?;
+    Ok(Box::new(python_layer::PythonLayer::new(param)?))
+}
+
+/// Starts the interpreter (once) and puts this program's own native module in
+/// `sys.modules` as `caffe._caffe` before anything imports `caffe`: the
+/// package's Python files then run on this engine, so the blobs a layer gets
+/// are the net's own, not those of a separately loaded extension.
+fn embed_caffe_module() -> crema::Result<()> {
+    static EMBEDDED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    EMBEDDED
+        .get_or_init(|| {
+            Python::initialize();
+            Python::attach(|py| -> PyResult<()> {
+                let module = _caffe::_PYO3_DEF.make_module(py)?;
+                py.import("sys")?
+                    .getattr("modules")?
+                    .set_item("caffe._caffe", module)
+            })
+            .map_err(|e| format!("cannot start Python for Python layers: {e}"))
+        })
+        .clone()
+        .map_err(crema::Error::Other)
 }
 
 #[pymodule]
@@ -144,8 +193,10 @@ fn _caffe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_caffe_proto_descriptor, m)?)?;
     m.add_function(wrap_pyfunction!(_read_image, m)?)?;
     m.add_class::<blob::PyBlob>()?;
+    m.add_class::<blob::PyBlobVec>()?;
     m.add_class::<net::PyLayer>()?;
     m.add_class::<net::PyNet>()?;
     m.add_class::<solver::PySolver>()?;
+    m.add_class::<solver::IterCell>()?;
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! `caffe._caffe.Net` and `caffe._caffe.Layer`: the engine's Net with the
 //! primitive methods pycaffe's Python layer is written against.
+use std::cell::RefCell;
 use std::path::PathBuf;
+use std::rc::Rc;
 
 use crema::proto::caffe::Phase;
 use crema::Net;
@@ -8,7 +10,7 @@ use protobuf::Enum;
 use pyo3::exceptions::{PyIndexError, PyValueError};
 use pyo3::prelude::*;
 
-use crate::blob::PyBlob;
+use crate::blob::{PyBlob, PyBlobVec};
 use crate::py_err;
 use crate::solver::PySolver;
 
@@ -17,7 +19,10 @@ pub(crate) enum NetOwner {
     /// Built by `caffe.Net(...)`.
     Own(Box<Net>),
     /// A solver's train net (`test: None`) or one of its test nets.
-    Solver { solver: Py<PySolver>, test: Option<usize> },
+    Solver {
+        solver: Py<PySolver>,
+        test: Option<usize>,
+    },
 }
 
 /// A network built from a prototxt (Caffe's Net<float>).
@@ -27,17 +32,29 @@ pub struct PyNet {
 }
 
 pub(crate) fn phase_from(phase: i32) -> PyResult<Phase> {
-    Phase::from_i32(phase)
-        .ok_or_else(|| PyValueError::new_err(format!("phase must be caffe.TRAIN (0) or caffe.TEST (1), not {phase}")))
+    Phase::from_i32(phase).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "phase must be caffe.TRAIN (0) or caffe.TEST (1), not {phase}"
+        ))
+    })
 }
 
 impl PyNet {
     /// Runs `f` on the Net, wherever it lives.
-    pub(crate) fn with_net<R>(&mut self, py: Python<'_>, f: impl FnOnce(&mut Net) -> R) -> PyResult<R> {
+    pub(crate) fn with_net<R>(
+        &mut self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut Net) -> R,
+    ) -> PyResult<R> {
         match &mut self.owner {
             NetOwner::Own(net) => Ok(f(net)),
             NetOwner::Solver { solver, test } => {
-                let mut s = solver.bind(py).try_borrow_mut()?;
+                let mut s = solver.bind(py).try_borrow_mut().map_err(|_| {
+                    crate::CaffeError::new_err(
+                        "the solver is running (this is a solver callback?) or already in use: \
+                         its nets cannot be used now; keep the blobs you need from before the step",
+                    )
+                })?;
                 let net = match test {
                     None => s.solver.net_mut(),
                     Some(i) => &mut s.solver.test_nets_mut()[*i],
@@ -50,7 +67,9 @@ impl PyNet {
     fn check_layer(net: &Net, i: usize) -> PyResult<()> {
         let n = net.layers().len();
         if i >= n {
-            return Err(PyIndexError::new_err(format!("layer index {i} is outside the net's {n} layers")));
+            return Err(PyIndexError::new_err(format!(
+                "layer index {i} is outside the net's {n} layers"
+            )));
         }
         Ok(())
     }
@@ -63,7 +82,13 @@ impl PyNet {
     /// layers of `weights` (a .caffemodel) when given.
     #[new]
     #[pyo3(signature = (model, phase, level = 0, stages = Vec::new(), weights = None))]
-    fn py_new(model: PathBuf, phase: i32, level: i32, stages: Vec<String>, weights: Option<PathBuf>) -> PyResult<Self> {
+    fn py_new(
+        model: PathBuf,
+        phase: i32,
+        level: i32,
+        stages: Vec<String>,
+        weights: Option<PathBuf>,
+    ) -> PyResult<Self> {
         let phase = phase_from(phase)?;
         // Net::from_file's steps, with a factory that also makes Python layers.
         let mut param = crema::proto::files::read_net_text(&model).map_err(|e| py_err(e.into()))?;
@@ -71,21 +96,26 @@ impl PyNet {
         state.set_phase(phase);
         state.stage.extend(stages);
         state.set_level(level);
-        let mut net = Net::from_param_with(&param, &crate::python_layer::factory).map_err(py_err)?;
+        let mut net =
+            Net::from_param_with(&param, &crate::python_layer::factory).map_err(py_err)?;
         if let Some(w) = weights {
             net.copy_trained_layers_from_file(&w).map_err(py_err)?;
         }
-        Ok(PyNet { owner: NetOwner::Own(Box::new(net)) })
+        Ok(PyNet {
+            owner: NetOwner::Own(Box::new(net)),
+        })
     }
 
     /// Runs layers `start..=end` forward; returns the weighted loss.
     fn _forward(&mut self, py: Python<'_>, start: usize, end: usize) -> PyResult<f32> {
-        self.with_net(py, |n| n.forward_from_to(start, end))?.map_err(py_err)
+        self.with_net(py, |n| n.forward_from_to(start, end))?
+            .map_err(py_err)
     }
 
     /// Runs layers `start` down to `end` backward (`start >= end`).
     fn _backward(&mut self, py: Python<'_>, start: usize, end: usize) -> PyResult<()> {
-        self.with_net(py, |n| n.backward_from_to(start, end))?.map_err(py_err)
+        self.with_net(py, |n| n.backward_from_to(start, end))?
+            .map_err(py_err)
     }
 
     /// Reshapes every layer after an input blob changed shape. Arrays taken
@@ -96,7 +126,8 @@ impl PyNet {
 
     /// Copies the parameters of same-named layers from a .caffemodel.
     fn copy_from(&mut self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        self.with_net(py, |n| n.copy_trained_layers_from_file(&path))?.map_err(py_err)
+        self.with_net(py, |n| n.copy_trained_layers_from_file(&path))?
+            .map_err(py_err)
     }
 
     /// Writes the net's parameters as a binary .caffemodel.
@@ -132,7 +163,9 @@ impl PyNet {
     /// The net's blobs, in blob-name order.
     #[getter]
     fn _blobs(&mut self, py: Python<'_>) -> PyResult<Vec<PyBlob>> {
-        self.with_net(py, |n| n.blobs().iter().map(|b| PyBlob::new(b.clone())).collect())
+        self.with_net(py, |n| {
+            n.blobs().iter().map(|b| PyBlob::new(b.clone())).collect()
+        })
     }
 
     /// The layers: crema's as Layer objects, Python layers as their own objects.
@@ -143,10 +176,18 @@ impl PyNet {
         self.with_net(py, |n| {
             for (l, name) in n.layers_mut().iter_mut().zip(&names) {
                 let kind = l.type_name().to_string();
-                let blobs = l.blobs().to_vec();
+                let blobs = Rc::new(RefCell::new(l.blobs().to_vec()));
                 let obj = match l.as_any_mut().and_then(|a| a.downcast_mut::<PythonLayer>()) {
                     Some(p) => p.object(py),
-                    None => Py::new(py, PyLayer { name: name.clone(), kind, blobs })?.into_any(),
+                    None => Py::new(
+                        py,
+                        PyLayer {
+                            name: name.clone(),
+                            kind,
+                            blobs,
+                        },
+                    )?
+                    .into_any(),
                 };
                 out.push(obj);
             }
@@ -185,7 +226,9 @@ impl PyNet {
         let n = data.as_array().shape()[0];
         let n_labels = labels.as_array().len();
         if n_labels != n {
-            return Err(PyValueError::new_err(format!("{n} data items but {n_labels} labels")));
+            return Err(PyValueError::new_err(format!(
+                "{n} data items but {n_labels} labels"
+            )));
         }
         let data = data.as_array().iter().copied().collect::<Vec<f32>>();
         let labels = labels.as_array().iter().copied().collect::<Vec<f32>>();
@@ -195,19 +238,41 @@ impl PyNet {
                 .first_mut()
                 .and_then(|l| l.as_any_mut())
                 .and_then(|l| l.downcast_mut::<MemoryDataLayer>())
-                .ok_or_else(|| PyValueError::new_err("set_input_arrays needs a net whose first layer is MemoryData"))?;
+                .ok_or_else(|| {
+                    PyValueError::new_err(
+                        "set_input_arrays needs a net whose first layer is MemoryData",
+                    )
+                })?;
             layer.reset(data, labels, n).map_err(py_err)
         })?
     }
 
+    /// Makes this net use `other`'s parameter blobs in every layer the two
+    /// share by name (Caffe's ShareTrainedLayersWith): training `other` is
+    /// then seen here without copying. Diffs are shared too.
+    fn share_with(&mut self, py: Python<'_>, other: &Bound<'_, PyNet>) -> PyResult<()> {
+        let mut other = other
+            .try_borrow_mut()
+            .map_err(|_| PyValueError::new_err("share_with: a net cannot share with itself"))?;
+        other
+            .with_net(py, |o| {
+                self.with_net(py, |n| n.share_trained_layers_with(o).map_err(py_err))
+            })?
+            .and_then(|r| r)
+    }
+
     /// Blob indices of layer `i`'s bottoms.
     fn _bottom_ids(&mut self, py: Python<'_>, i: usize) -> PyResult<Vec<usize>> {
-        self.with_net(py, |n| PyNet::check_layer(n, i).map(|_| n.bottom_ids(i).to_vec()))?
+        self.with_net(py, |n| {
+            PyNet::check_layer(n, i).map(|_| n.bottom_ids(i).to_vec())
+        })?
     }
 
     /// Blob indices of layer `i`'s tops.
     fn _top_ids(&mut self, py: Python<'_>, i: usize) -> PyResult<Vec<usize>> {
-        self.with_net(py, |n| PyNet::check_layer(n, i).map(|_| n.top_ids(i).to_vec()))?
+        self.with_net(py, |n| {
+            PyNet::check_layer(n, i).map(|_| n.top_ids(i).to_vec())
+        })?
     }
 }
 
@@ -216,7 +281,9 @@ impl PyNet {
 pub struct PyLayer {
     name: String,
     kind: String,
-    blobs: Vec<crema::SharedBlob>,
+    /// Shared with the BlobVecs handed out, so a Python layer's `add_blob`
+    /// lands here, where the engine's side of the layer reads it.
+    pub(crate) blobs: Rc<RefCell<Vec<crema::SharedBlob>>>,
 }
 
 #[pymethods]
@@ -225,8 +292,15 @@ impl PyLayer {
     /// define setup, reshape, forward and backward.
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
-    fn py_new(_args: &Bound<'_, pyo3::types::PyTuple>, _kwargs: Option<&Bound<'_, pyo3::types::PyDict>>) -> Self {
-        PyLayer { name: String::new(), kind: "Python".to_string(), blobs: Vec::new() }
+    fn py_new(
+        _args: &Bound<'_, pyo3::types::PyTuple>,
+        _kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
+    ) -> Self {
+        PyLayer {
+            name: String::new(),
+            kind: "Python".to_string(),
+            blobs: Rc::new(RefCell::new(Vec::new())),
+        }
     }
 
     /// The layer's type string ("Convolution", "InnerProduct", ...).
@@ -235,10 +309,13 @@ impl PyLayer {
         &self.kind
     }
 
-    /// The layer's parameter blobs (weights, then bias), sharing memory with the net.
+    /// The layer's parameter blobs (weights, then bias), sharing memory with
+    /// the net; a Python layer adds its own with `self.blobs.add_blob(*shape)`.
     #[getter]
-    fn blobs(&self) -> Vec<PyBlob> {
-        self.blobs.iter().map(|b| PyBlob::new(b.clone())).collect()
+    fn blobs(&self) -> PyBlobVec {
+        PyBlobVec {
+            blobs: self.blobs.clone(),
+        }
     }
 
     fn __repr__(&self) -> String {

@@ -7,7 +7,11 @@ use crema::{Layer, SharedBlob};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use crate::blob::PyBlob;
+use crate::net::PyLayer;
 
 /// Makes the crema layer for `param`, a Python one for type "Python"; nets and
 /// solvers built from Python use this factory.
@@ -22,6 +26,11 @@ pub(crate) fn factory(param: &LayerParameter) -> crema::Result<Box<dyn Layer>> {
 pub(crate) struct PythonLayer {
     param: LayerParameter,
     obj: Py<PyAny>,
+    /// The learnable blobs the layer made with `self.blobs.add_blob` (read
+    /// after setup); the net may put a shared owner's blob in their place.
+    blobs: Vec<SharedBlob>,
+    /// The Python object's own list (when it derives from caffe.Layer).
+    py_blobs: Option<Rc<RefCell<Vec<SharedBlob>>>>,
 }
 
 /// A Python exception as a crema error (the net adds the layer's name).
@@ -39,13 +48,15 @@ impl PythonLayer {
         self.obj.clone_ref(py)
     }
 
-    fn new(param: &LayerParameter) -> crema::Result<Self> {
+    pub(crate) fn new(param: &LayerParameter) -> crema::Result<Self> {
         let pp = param.python_param.clone().unwrap_or_default();
         let what = format!("Python layer {}.{}", pp.module(), pp.layer());
         Python::attach(|py| {
             let build = || -> PyResult<Py<PyAny>> {
                 use protobuf::Message;
-                let bytes = param.write_to_bytes().map_err(|e| crate::CaffeError::new_err(e.to_string()))?;
+                let bytes = param
+                    .write_to_bytes()
+                    .map_err(|e| crate::CaffeError::new_err(e.to_string()))?;
                 let pb = py
                     .import("caffe.proto.caffe_pb2")?
                     .getattr("LayerParameter")?
@@ -57,14 +68,37 @@ impl PythonLayer {
                 Ok(obj.unbind())
             };
             let obj = build().map_err(|e| err(py, &what, e))?;
-            Ok(PythonLayer { param: param.clone(), obj })
+            let py_blobs = obj
+                .bind(py)
+                .cast::<PyLayer>()
+                .ok()
+                .map(|l| l.borrow().blobs.clone());
+            Ok(PythonLayer {
+                param: param.clone(),
+                obj,
+                blobs: Vec::new(),
+                py_blobs,
+            })
         })
     }
 
-    fn call(&self, method: &str, a: &[SharedBlob], flags: Option<&[bool]>, b: &[SharedBlob]) -> crema::Result<()> {
+    fn call(
+        &mut self,
+        method: &str,
+        a: &[SharedBlob],
+        flags: Option<&[bool]>,
+        b: &[SharedBlob],
+    ) -> crema::Result<()> {
+        // The Python side sees the blobs the net holds (shared ones included).
+        if let Some(list) = &self.py_blobs {
+            list.borrow_mut().clone_from(&self.blobs);
+        }
         Python::attach(|py| {
             let blobs = |v: &[SharedBlob]| -> PyResult<Bound<'_, PyList>> {
-                let objs = v.iter().map(|s| Py::new(py, PyBlob::new(s.clone()))).collect::<PyResult<Vec<_>>>()?;
+                let objs = v
+                    .iter()
+                    .map(|s| Py::new(py, PyBlob::new(s.clone())))
+                    .collect::<PyResult<Vec<_>>>()?;
                 PyList::new(py, objs)
             };
             let run = || -> PyResult<()> {
@@ -88,7 +122,17 @@ impl Layer for PythonLayer {
         Some(self)
     }
     fn setup(&mut self, bottom: &[SharedBlob], top: &[SharedBlob]) -> crema::Result<()> {
-        self.call("setup", bottom, None, top)
+        self.call("setup", bottom, None, top)?;
+        if let Some(list) = &self.py_blobs {
+            self.blobs = list.borrow().clone();
+        }
+        Ok(())
+    }
+    fn blobs(&self) -> &[SharedBlob] {
+        &self.blobs
+    }
+    fn blobs_mut(&mut self) -> Option<&mut Vec<SharedBlob>> {
+        Some(&mut self.blobs)
     }
     fn reshape(&mut self, bottom: &[SharedBlob], top: &[SharedBlob]) -> crema::Result<()> {
         self.call("reshape", bottom, None, top)
@@ -96,7 +140,12 @@ impl Layer for PythonLayer {
     fn forward(&mut self, bottom: &[SharedBlob], top: &[SharedBlob]) -> crema::Result<()> {
         self.call("forward", bottom, None, top)
     }
-    fn backward(&mut self, top: &[SharedBlob], propagate_down: &[bool], bottom: &[SharedBlob]) -> crema::Result<()> {
+    fn backward(
+        &mut self,
+        top: &[SharedBlob],
+        propagate_down: &[bool],
+        bottom: &[SharedBlob],
+    ) -> crema::Result<()> {
         self.call("backward", top, Some(propagate_down), bottom)
     }
 }

@@ -277,3 +277,20 @@ def test_forward_backward_all_batches_inputs_and_top_diffs(tmp_path):
     np.testing.assert_allclose(outs["ip"], x @ w.T + b, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(diffs["x"], g @ w, rtol=1e-5, atol=1e-5)
     assert outs["ip"].shape == (6, 2) and diffs["x"].shape == (6, 3)
+
+
+def test_an_array_stays_readable_after_its_blob_grows(lenet):
+    net = caffe.Net(str(lenet[0]), caffe.TEST, weights=str(lenet[1]))
+    data = net.blobs["data"]
+    n = data.shape[0]
+    held = data.data  # 64 x 1 x 28 x 28 floats: a buffer large enough to be unmapped when freed
+    held[...] = np.arange(held.size, dtype=np.float32).reshape(held.shape) % 251
+    expected = held.copy()
+    data.reshape(4 * n, 1, 28, 28)  # grows: the engine moves the blob to a new buffer
+    net.reshape()
+    net.forward(data=np.zeros((4 * n, 1, 28, 28), np.float32))
+    # The old array reads its own (old) buffer, kept alive by the blob: no use after free.
+    np.testing.assert_array_equal(held, expected)
+    held += 1  # and may be written
+    assert data.data.shape == (4 * n, 1, 28, 28) and not data.data.any()
+    assert net.blobs["prob"].data.shape == (4 * n, 10)

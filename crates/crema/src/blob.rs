@@ -27,16 +27,35 @@ pub enum Head {
 pub struct SyncedMem {
     host: Vec<f32>,
     head: Head,
+    /// Buffers replaced by growth while `keep_retired` is set: a raw view
+    /// handed out earlier (a pycaffe numpy array) may still point into them,
+    /// so they live as long as the blob instead of being freed under it.
+    retired: Vec<Vec<f32>>,
+    keep_retired: bool,
 }
 
 impl SyncedMem {
     fn new() -> Self {
-        SyncedMem { host: Vec::new(), head: Head::Uninitialized }
+        SyncedMem {
+            host: Vec::new(),
+            head: Head::Uninitialized,
+            retired: Vec::new(),
+            keep_retired: false,
+        }
     }
     /// Grows the buffer to hold `len` values (new space zeroed); never shrinks,
     /// so a blob reshaped down and back up reuses its allocation.
     fn ensure_len(&mut self, len: usize) {
-        if self.host.len() < len {
+        if self.host.len() >= len {
+            return;
+        }
+        if self.keep_retired && self.host.capacity() < len {
+            // Doubling keeps the retired buffers smaller in total than the live one.
+            let mut grown = Vec::with_capacity(len.max(2 * self.host.capacity()));
+            grown.extend_from_slice(&self.host);
+            grown.resize(len, 0.0);
+            self.retired.push(std::mem::replace(&mut self.host, grown));
+        } else {
             self.host.resize(len, 0.0);
         }
     }
@@ -67,7 +86,12 @@ pub struct Blob {
 
 impl Default for Blob {
     fn default() -> Self {
-        Blob { shape: Vec::new(), count: 0, data: SyncedMem::new(), diff: SyncedMem::new() }
+        Blob {
+            shape: Vec::new(),
+            count: 0,
+            data: SyncedMem::new(),
+            diff: SyncedMem::new(),
+        }
     }
 }
 
@@ -87,11 +111,23 @@ impl Blob {
     /// Changes the shape; the buffers keep their allocation when they are large
     /// enough (values are then unspecified, as in Caffe).
     pub fn reshape(&mut self, shape: &[usize]) {
-        assert!(shape.len() <= MAX_BLOB_AXES, "blob of {} axes exceeds Caffe's {MAX_BLOB_AXES}", shape.len());
+        assert!(
+            shape.len() <= MAX_BLOB_AXES,
+            "blob of {} axes exceeds Caffe's {MAX_BLOB_AXES}",
+            shape.len()
+        );
         self.shape = shape.to_vec();
         self.count = shape.iter().product();
         self.data.ensure_len(self.count);
         self.diff.ensure_len(self.count);
+    }
+
+    /// From now on, growing keeps the old data and diff buffers alive until the
+    /// blob is dropped: for bindings that hand out raw views of the buffers
+    /// (pycaffe's numpy arrays), which must not dangle after a reshape.
+    pub fn keep_host_buffers_alive(&mut self) {
+        self.data.keep_retired = true;
+        self.diff.keep_retired = true;
     }
 
     /// Reshapes to `other`'s shape.
@@ -127,7 +163,11 @@ impl Blob {
                 self.shape_string()
             )));
         }
-        Ok(if axis < 0 { (axis + n) as usize } else { axis as usize })
+        Ok(if axis < 0 {
+            (axis + n) as usize
+        } else {
+            axis as usize
+        })
     }
 
     /// The dimension of a (possibly negative) axis.
@@ -137,7 +177,11 @@ impl Blob {
 
     /// Caffe's legacy 4-D accessors: axes beyond the blob count as 1.
     fn legacy_dim(&self, i: usize) -> usize {
-        assert!(self.shape.len() <= 4, "legacy accessor on a {}-D blob", self.shape.len());
+        assert!(
+            self.shape.len() <= 4,
+            "legacy accessor on a {}-D blob",
+            self.shape.len()
+        );
         self.shape.get(i).copied().unwrap_or(1)
     }
     pub fn num(&self) -> usize {
@@ -195,7 +239,8 @@ impl Blob {
     pub fn shape_equals(&self, proto: &BlobProto) -> bool {
         if proto.shape.is_some() {
             let dims = blob_shape(proto);
-            return dims.len() == self.shape.len() && dims.iter().zip(&self.shape).all(|(&a, &b)| a == b as i64);
+            return dims.len() == self.shape.len()
+                && dims.iter().zip(&self.shape).all(|(&a, &b)| a == b as i64);
         }
         if self.shape.len() > 4 {
             return false;
@@ -203,7 +248,10 @@ impl Blob {
         let mut padded = vec![1usize; 4 - self.shape.len()];
         padded.extend_from_slice(&self.shape);
         let legacy = [proto.num(), proto.channels(), proto.height(), proto.width()];
-        legacy.iter().zip(&padded).all(|(&a, &b)| a as i64 == b as i64)
+        legacy
+            .iter()
+            .zip(&padded)
+            .all(|(&a, &b)| a as i64 == b as i64)
     }
 
     /// Loads a stored blob. With `reshape`, takes the stored shape; otherwise the
@@ -212,7 +260,9 @@ impl Blob {
         if reshape {
             let dims = blob_shape(proto);
             if dims.iter().any(|&d| d < 0) || dims.len() > MAX_BLOB_AXES {
-                return Err(Error::Other(format!("stored blob has an invalid shape {dims:?}")));
+                return Err(Error::Other(format!(
+                    "stored blob has an invalid shape {dims:?}"
+                )));
             }
             let dims: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
             self.reshape(&dims);
@@ -227,20 +277,36 @@ impl Blob {
         let fill = |dst: &mut [f32], f: &[f32], d: &[f64], what: &str| -> Result<()> {
             if !d.is_empty() {
                 if d.len() != n {
-                    return Err(Error::Other(format!("stored {what} has {} values, shape needs {n}", d.len())));
+                    return Err(Error::Other(format!(
+                        "stored {what} has {} values, shape needs {n}",
+                        d.len()
+                    )));
                 }
                 dst.iter_mut().zip(d).for_each(|(o, &v)| *o = v as f32);
             } else if !f.is_empty() || n == 0 {
                 if f.len() != n {
-                    return Err(Error::Other(format!("stored {what} has {} values, shape needs {n}", f.len())));
+                    return Err(Error::Other(format!(
+                        "stored {what} has {} values, shape needs {n}",
+                        f.len()
+                    )));
                 }
                 dst.copy_from_slice(f);
             }
             Ok(())
         };
-        fill(self.data.cpu_mut(n), &proto.data, &proto.double_data, "data")?;
+        fill(
+            self.data.cpu_mut(n),
+            &proto.data,
+            &proto.double_data,
+            "data",
+        )?;
         if !proto.diff.is_empty() || !proto.double_diff.is_empty() {
-            fill(self.diff.cpu_mut(n), &proto.diff, &proto.double_diff, "diff")?;
+            fill(
+                self.diff.cpu_mut(n),
+                &proto.diff,
+                &proto.double_diff,
+                "diff",
+            )?;
         }
         Ok(())
     }
@@ -273,7 +339,10 @@ impl Blob {
         let n = self.count;
         let diff = &self.diff.host[..n];
         self.data.head = Head::AtHost;
-        self.data.host[..n].iter_mut().zip(diff).for_each(|(d, g)| *d -= g);
+        self.data.host[..n]
+            .iter_mut()
+            .zip(diff)
+            .for_each(|(d, g)| *d -= g);
     }
     /// Makes this blob's data equal to `other`'s (same count required).
     pub fn copy_from(&mut self, other: &Blob, copy_diff: bool) -> Result<()> {
@@ -307,8 +376,31 @@ mod tests {
         let p = b.data().as_ptr();
         b.reshape(&[2, 3]);
         b.reshape(&[4, 5, 6]);
-        assert_eq!(b.data().as_ptr(), p, "shrinking and regrowing within capacity must not reallocate");
+        assert_eq!(
+            b.data().as_ptr(),
+            p,
+            "shrinking and regrowing within capacity must not reallocate"
+        );
         assert_eq!((b.num(), b.channels(), b.height(), b.width()), (4, 5, 6, 1));
+    }
+
+    #[test]
+    fn kept_buffers_survive_growth_with_their_values() {
+        let mut b = Blob::new(&[4]);
+        b.keep_host_buffers_alive();
+        b.data_mut().copy_from_slice(&[1.0, 2.0, 3.0, 4.0]);
+        let old = b.data().as_ptr();
+        b.reshape(&[1000]);
+        assert_ne!(b.data().as_ptr(), old, "growing past capacity reallocates");
+        assert_eq!(&b.data()[..4], &[1.0, 2.0, 3.0, 4.0]);
+        // SAFETY: the retired buffer is kept by the blob, which is alive.
+        let kept = unsafe { std::slice::from_raw_parts(old, 4) };
+        assert_eq!(kept, &[1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(b.data.retired.len(), 1);
+        b.reshape(&[1500]); // past capacity 1000: doubles to 2000
+        assert_eq!(b.data.retired.len(), 2);
+        b.reshape(&[2000]);
+        assert_eq!(b.data.retired.len(), 2, "doubling left room: no new buffer");
     }
 
     #[test]

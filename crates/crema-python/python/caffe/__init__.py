@@ -16,6 +16,7 @@ from ._caffe import (
     set_mode_gpu,
     set_random_seed,
     Blob,
+    BlobVec,
     Layer,
 )
 from .pycaffe import (
@@ -36,7 +37,7 @@ from .net_spec import layers, params, NetSpec, to_proto
 
 __all__ = [
     "__version__", "CaffeError", "TRAIN", "TEST", "init_log", "log", "layer_type_list",
-    "set_device", "set_mode_cpu", "set_mode_gpu", "set_random_seed", "Blob", "Layer",
+    "set_device", "set_mode_cpu", "set_mode_gpu", "set_random_seed", "Blob", "BlobVec", "Layer",
     "Net", "Solver", "SGDSolver", "NesterovSolver", "AdaGradSolver", "RMSPropSolver",
     "AdaDeltaSolver", "AdamSolver", "get_solver", "io", "proto", "layers", "params", "NetSpec", "to_proto", "Classifier", "Detector",
 ]

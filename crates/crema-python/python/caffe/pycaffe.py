@@ -37,6 +37,7 @@ class Net:
         self._net = native
         self._blobs_dict = None
         self._layers = None
+        self._names = None
 
     @classmethod
     def _wrap(cls, native):
@@ -54,13 +55,18 @@ class Net:
     def phase(self):
         return self._net.phase
 
+    # The names never change, so they are read once: a solver callback can
+    # then use a solver net's names, blobs and params while the solver runs.
     @property
     def _blob_names(self):
-        return self._net._blob_names
+        if self._names is None:
+            self._names = (self._net._blob_names, self._net._layer_names)
+        return self._names[0]
 
     @property
     def _layer_names(self):
-        return self._net._layer_names
+        self._blob_names
+        return self._names[1]
 
     @property
     def blobs(self):
@@ -254,6 +260,13 @@ class Net:
     def clear_param_diffs(self):
         self._net.clear_param_diffs()
 
+    def share_with(self, other):
+        """Uses ``other``'s parameter blobs in every layer both nets have (by
+        name), so that training ``other`` shows here (Caffe's
+        ShareTrainedLayersWith). Unlike Caffe, the diffs are shared too."""
+        self._net.share_with(other._net)
+        self._layers = None  # the layers now hold other blobs
+
     def __repr__(self):
         return "<caffe Net %r>" % (self.name,)
 
@@ -265,6 +278,7 @@ class Solver:
 
     def __init__(self, filename):
         self._solver = _caffe.Solver(str(filename), self._type)
+        self._iter_cell = self._solver._iter_cell
         self._net = None
         self._test_nets = None
 
@@ -274,7 +288,11 @@ class Solver:
 
     @property
     def iter(self):
-        return self._solver.iter
+        """Updates done so far; inside a callback, the iteration running."""
+        try:
+            return self._solver.iter
+        except RuntimeError:  # the solver is running: a callback asks
+            return self._iter_cell.value
 
     @property
     def param(self):
@@ -305,6 +323,27 @@ class Solver:
 
     def snapshot(self):
         self._solver.snapshot()
+
+    def add_callback(self, on_start, on_gradients):
+        """Calls ``on_start()`` before each iteration and ``on_gradients()``
+        when its gradients are ready, before the update. While the solver runs,
+        its nets' names, blobs and params can be read (they are fetched now);
+        running a net forward or backward from a callback is an error."""
+        if not callable(on_start) or not callable(on_gradients):
+            raise TypeError("add_callback(on_start, on_gradients) takes two callables")
+        for net in [self.net] + self.test_nets:
+            net.blobs, net.layers, net._layer_names
+        self._solver.add_callback(on_start, on_gradients)
+
+    def apply_update(self):
+        """One update from the current diffs (rate, clipping, decay, the rule);
+        ``iter`` does not advance."""
+        self._solver.apply_update()
+
+    def share_weights(self, net):
+        """Makes ``net`` use this solver's train net weights (by layer name)."""
+        self._solver.share_weights(net._net)
+        net._layers = None
 
 
 class SGDSolver(Solver):

@@ -42,7 +42,12 @@ pub trait Layer {
 
     /// Computes bottom diffs (where `propagate_down`) and accumulates parameter
     /// diffs from the top diffs.
-    fn backward(&mut self, top: &[SharedBlob], propagate_down: &[bool], bottom: &[SharedBlob]) -> Result<()>;
+    fn backward(
+        &mut self,
+        top: &[SharedBlob],
+        propagate_down: &[bool],
+        bottom: &[SharedBlob],
+    ) -> Result<()>;
 
     /// The learnable parameter blobs, in Caffe's order (weights, then bias).
     fn blobs(&self) -> &[SharedBlob] {
@@ -108,7 +113,41 @@ pub trait Layer {
 pub type LayerCtor = fn(&LayerParameter) -> Result<Box<dyn Layer>>;
 
 fn all_groups() -> [&'static [(&'static str, LayerCtor)]; 6] {
-    [vision::REGISTRY, neuron::REGISTRY, common::REGISTRY, loss::REGISTRY, data::REGISTRY, recurrent::REGISTRY]
+    [
+        vision::REGISTRY,
+        neuron::REGISTRY,
+        common::REGISTRY,
+        loss::REGISTRY,
+        data::REGISTRY,
+        recurrent::REGISTRY,
+    ]
+}
+
+/// Layer types added at run time, as Caffe's LayerRegistry::AddCreator does:
+/// a `caffe` binary built with Python layers registers "Python" here.
+static RUNTIME_REGISTRY: std::sync::RwLock<Vec<(&'static str, LayerCtor)>> =
+    std::sync::RwLock::new(Vec::new());
+
+/// Adds a layer type that `create_layer` (and every net built with it) knows
+/// from now on. A name registered before, built in or not, is an error.
+pub fn register_layer_type(name: &'static str, ctor: LayerCtor) -> Result<()> {
+    if layer_type_list().contains(&name) {
+        return Err(Error::Other(format!(
+            "Layer type {name} already registered."
+        )));
+    }
+    let mut extra = RUNTIME_REGISTRY
+        .write()
+        .map_err(|_| Error::Other("the layer registry is poisoned".into()))?;
+    extra.push((name, ctor));
+    Ok(())
+}
+
+fn runtime_layer_types() -> Vec<(&'static str, LayerCtor)> {
+    RUNTIME_REGISTRY
+        .read()
+        .map(|r| r.clone())
+        .unwrap_or_default()
 }
 
 /// Creates a layer by its type string; an unknown type lists the known ones.
@@ -118,15 +157,41 @@ pub fn create_layer(param: &LayerParameter) -> Result<Box<dyn Layer>> {
             return ctor(param);
         }
     }
+    let extra = runtime_layer_types();
+    if let Some((_, ctor)) = extra.iter().find(|(name, _)| *name == param.type_()) {
+        return ctor(param);
+    }
     Err(Error::layer(
         param,
-        format!("unknown layer type \"{}\" (known types: {})", param.type_(), layer_type_list().join(", ")),
+        format!(
+            "unknown layer type \"{}\" (known types: {})",
+            param.type_(),
+            layer_type_list().join(", ")
+        ),
     ))
 }
 
 /// Every registered type name, sorted (pycaffe's `layer_type_list`).
 pub fn layer_type_list() -> Vec<&'static str> {
-    let mut v: Vec<&str> = all_groups().iter().flat_map(|g| g.iter().map(|(n, _)| *n)).collect();
+    let mut v: Vec<&str> = all_groups()
+        .iter()
+        .flat_map(|g| g.iter().map(|(n, _)| *n))
+        .collect();
+    v.extend(runtime_layer_types().iter().map(|(n, _)| *n));
     v.sort_unstable();
     v
+}
+
+#[cfg(test)]
+mod registry_tests {
+    use super::*;
+
+    #[test]
+    fn registering_a_known_type_again_is_an_error() {
+        fn ctor(p: &LayerParameter) -> Result<Box<dyn Layer>> {
+            create_layer(p)
+        }
+        let err = register_layer_type("ReLU", ctor).unwrap_err().to_string();
+        assert!(err.contains("Layer type ReLU already registered."), "{err}");
+    }
 }

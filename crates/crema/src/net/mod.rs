@@ -17,6 +17,7 @@ use crate::layers::Layer;
 mod build;
 pub mod filter;
 mod run;
+mod share;
 pub mod split;
 mod weights;
 
