@@ -34,6 +34,11 @@ fn usage() -> String {
 
 fn main() {
     crema::logging::init();
+    #[cfg(feature = "python-layer")]
+    if let Err(e) = _caffe::register_python_layer() {
+        log::error!("{e}");
+        std::process::exit(1);
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flags = match Flags::parse(&args, FLAGS) {
         Ok(f) => f,

@@ -289,6 +289,7 @@ def test_caffe_train_runs_python_layers(learning):
     """`caffe train` of a binary built with the python-layer feature (scripts/test
     builds it and names it in CREMA_PYLAYER_CAFFE), as Caffe WITH_PYTHON_LAYER."""
     import os
+    import pathlib
     import subprocess
     import sysconfig
 
@@ -300,8 +301,9 @@ def test_caffe_train_runs_python_layers(learning):
     solver_path = learning / "solver.prototxt"
     solver_path.write_text(SOLVER % (learning / "train.prototxt", 60, learning / "cli"))
     env = dict(os.environ)
-    # The layer module, then numpy, protobuf and the caffe package's Python files.
-    env["PYTHONPATH"] = os.pathsep.join([str(learning), sysconfig.get_paths()["purelib"],
+    # The layer module, the caffe package this test imported, then numpy and protobuf.
+    package_dir = str(pathlib.Path(caffe.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([str(learning), package_dir, sysconfig.get_paths()["purelib"],
                                          sysconfig.get_paths()["platlib"]])
     env.pop("GLOG_minloglevel", None)
     run = subprocess.run([exe, "train", "--solver", str(solver_path)], capture_output=True, text=True, env=env,
