@@ -10,6 +10,9 @@ use crema::proto::files;
 use crema::solvers::SolverAction;
 use crema::Solver;
 
+use crema_cli::dashboard;
+use crema_cli::dashboard::timing::{timed_factory, LayerClock};
+
 use crate::flags::Flags;
 use crate::netload::stages_from_flag;
 
@@ -102,7 +105,9 @@ pub fn run(flags: &Flags) -> Result<(), String> {
         param.weights.clear();
         param.weights.push(weights.to_string());
     }
-    let mut solver = Solver::new(&param).map_err(err)?;
+    // Layers are timed for the event record on display iterations.
+    let clock = std::rc::Rc::new(LayerClock::default());
+    let mut solver = Solver::with_factory(&param, &timed_factory(clock.clone())).map_err(err)?;
     solver.set_action_function(signals.action_fn(on_sigint, on_sighup));
     if let Some(bar) = crate::progress::ProgressHook::for_terminal(param.max_iter()) {
         solver.add_hook(Box::new(bar));
@@ -111,6 +116,8 @@ pub fn run(flags: &Flags) -> Result<(), String> {
         log::info!("Resuming from {snapshot}");
         solver.restore(Path::new(snapshot)).map_err(err)?;
     }
+    let dashboard = Some(flags.get("dashboard")).filter(|d| !d.is_empty());
+    let _server = dashboard::attach(&mut solver, &param, Path::new(solver_file), dashboard, clock)?;
     log::info!("Starting Optimization");
     solver.solve(None).map_err(err)?;
     log::info!("Optimization Done.");

@@ -4,6 +4,10 @@
 //! the channel (zero beyond the ends). WITHIN_CHANNEL: `scale = 1 + α/n² · Σ x²`
 //! over the n×n square centred on the pixel — Caffe builds this one from
 //! Power/Pooling/Eltwise layers with a shift of 1, so `k` does not enter it.
+//!
+//! Window sums are running sums (two vector operations per value for any n;
+//! the square window is separable into a row pass and a column pass), and the
+//! usual β of 0.75 is taken by square roots rather than `powf`.
 use crema_proto::caffe::lrnparameter::NormRegion;
 use crema_proto::caffe::LayerParameter;
 use rayon::prelude::*;
@@ -12,6 +16,30 @@ use super::conv_base::check_not_in_place;
 use crate::blob::SharedBlob;
 use crate::error::Result;
 use crate::layers::Layer;
+
+/// Runs `$body` with `$p` bound to `s ↦ s^−β`, specialised for the β values
+/// nets use (AlexNet and GoogLeNet: 0.75) so the loop in `$body` vectorizes.
+macro_rules! with_neg_pow {
+    ($beta:expr, $p:ident => $body:expr) => {{
+        let beta: f32 = $beta;
+        if beta == 0.75 {
+            let $p = |s: f32| {
+                let r = 1.0 / s.sqrt();
+                r * r.sqrt()
+            };
+            $body
+        } else if beta == 0.5 {
+            let $p = |s: f32| 1.0 / s.sqrt();
+            $body
+        } else if beta == 1.0 {
+            let $p = |s: f32| 1.0 / s;
+            $body
+        } else {
+            let $p = |s: f32| s.powf(-beta);
+            $body
+        }
+    }};
+}
 
 pub struct LRNLayer {
     param: LayerParameter,
@@ -26,6 +54,8 @@ pub struct LRNLayer {
     scale: Vec<f32>,
     /// Backward's window sums, kept to avoid reallocating every pass.
     window: Vec<f32>,
+    /// One h·w plane per image: scratch for the separable square window.
+    planes: Vec<f32>,
 }
 
 impl LRNLayer {
@@ -47,43 +77,23 @@ impl LRNLayer {
             chw: (0, 0, 0),
             scale: Vec::new(),
             window: Vec::new(),
+            planes: Vec::new(),
         }))
     }
 
-    /// `dst = base + coeff · Σ_window src` for one image, over the region's window.
-    fn window_sum(&self, src: &[f32], dst: &mut [f32], base: f32, coeff: f32) {
+    /// `dst = Σ_window src` for one image over the region's window (zero
+    /// outside the image), with `plane` (h·w values) as scratch.
+    fn window_sum(&self, src: &[f32], dst: &mut [f32], plane: &mut [f32]) {
         let (c, h, w) = self.chw;
         let half = self.size / 2;
-        let hw = h * w;
-        dst.fill(base);
         match self.region {
-            NormRegion::ACROSS_CHANNELS => {
-                for ch in 0..c {
-                    let out = &mut dst[ch * hw..(ch + 1) * hw];
-                    for other in ch.saturating_sub(half)..(ch + half + 1).min(c) {
-                        let s = &src[other * hw..(other + 1) * hw];
-                        out.iter_mut().zip(s).for_each(|(o, &v)| *o += coeff * v);
-                    }
-                }
-            }
+            NormRegion::ACROSS_CHANNELS => slide_rows(src, dst, c, h * w, half),
             NormRegion::WITHIN_CHANNEL => {
-                for ch in 0..c {
-                    let (s, out) = (
-                        &src[ch * hw..(ch + 1) * hw],
-                        &mut dst[ch * hw..(ch + 1) * hw],
-                    );
-                    for y in 0..h {
-                        for x in 0..w {
-                            let mut acc = 0.0;
-                            for yy in y.saturating_sub(half)..(y + half + 1).min(h) {
-                                acc += s[yy * w + x.saturating_sub(half)
-                                    ..yy * w + (x + half + 1).min(w)]
-                                    .iter()
-                                    .sum::<f32>();
-                            }
-                            out[y * w + x] += coeff * acc;
-                        }
+                for (s, d) in src.chunks_exact(h * w).zip(dst.chunks_exact_mut(h * w)) {
+                    for (sr, pr) in s.chunks_exact(w).zip(plane.chunks_exact_mut(w)) {
+                        slide_along(sr, pr, half);
                     }
+                    slide_rows(plane, d, h, w, half);
                 }
             }
         }
@@ -101,6 +111,60 @@ impl LRNLayer {
         match self.region {
             NormRegion::ACROSS_CHANNELS => self.k,
             NormRegion::WITHIN_CHANNEL => 1.0,
+        }
+    }
+}
+
+/// Window sums over the outer axis of `count` rows of `len` values: row i of
+/// `dst` is the sum of the rows i−half..=i+half of `src` that exist. Each row
+/// is the previous one plus the row entering and minus the row leaving.
+fn slide_rows(src: &[f32], dst: &mut [f32], count: usize, len: usize, half: usize) {
+    if len == 0 || count == 0 {
+        return;
+    }
+    let row = |i: usize| &src[i * len..(i + 1) * len];
+    let first = &mut dst[..len];
+    first.copy_from_slice(row(0));
+    for i in 1..=half.min(count - 1) {
+        first.iter_mut().zip(row(i)).for_each(|(d, &v)| *d += v);
+    }
+    for i in 1..count {
+        let (done, rest) = dst.split_at_mut(i * len);
+        let (prev, cur) = (&done[(i - 1) * len..], &mut rest[..len]);
+        let enter = (i + half < count).then(|| row(i + half));
+        let leave = (i > half).then(|| row(i - half - 1));
+        match (enter, leave) {
+            (Some(e), Some(l)) => {
+                for (((d, &p), &e), &l) in cur.iter_mut().zip(prev).zip(e).zip(l) {
+                    *d = p + e - l;
+                }
+            }
+            (Some(e), None) => {
+                for ((d, &p), &e) in cur.iter_mut().zip(prev).zip(e) {
+                    *d = p + e;
+                }
+            }
+            (None, Some(l)) => {
+                for ((d, &p), &l) in cur.iter_mut().zip(prev).zip(l) {
+                    *d = p - l;
+                }
+            }
+            (None, None) => cur.copy_from_slice(prev),
+        }
+    }
+}
+
+/// The same running sum along one row: `dst[x] = Σ src[x−half..=x+half]`.
+fn slide_along(src: &[f32], dst: &mut [f32], half: usize) {
+    let w = src.len();
+    let mut acc: f32 = src[..(half + 1).min(w)].iter().sum();
+    for x in 0..w {
+        dst[x] = acc;
+        if x + half + 1 < w {
+            acc += src[x + half + 1];
+        }
+        if x >= half {
+            acc -= src[x - half];
         }
     }
 }
@@ -125,34 +189,42 @@ impl Layer for LRNLayer {
         top[0].borrow_mut().reshape(&shape);
         self.scale.resize(shape.iter().product(), 0.0);
         self.window.resize(shape.iter().product(), 0.0);
+        self.planes.resize(shape[0] * shape[2] * shape[3], 0.0);
         Ok(())
     }
 
     fn forward(&mut self, bottom: &[SharedBlob], top: &[SharedBlob]) -> Result<()> {
         let b = bottom[0].borrow();
         let mut t = top[0].borrow_mut();
-        let dim = self.chw.0 * self.chw.1 * self.chw.2;
+        let (c, h, w) = self.chw;
+        let dim = c * h * w;
         if dim == 0 {
             return Ok(());
         }
         let mut scale = std::mem::take(&mut self.scale);
+        let mut planes = std::mem::take(&mut self.planes);
         let (coeff, base, beta) = (self.alpha / self.window_len(), self.base(), self.beta);
         let this = &*self;
-        // Per image: squares go into the top first, then become y = x·scale^−β.
-        let image = |((x, y), s): ((&[f32], &mut [f32]), &mut [f32])| {
+        // Per image: squares go into the top first, their window sums into the
+        // scale, then the top becomes y = x·scale^−β.
+        let image = |(((x, y), s), p): (((&[f32], &mut [f32]), &mut [f32]), &mut [f32])| {
             y.iter_mut().zip(x).for_each(|(o, &v)| *o = v * v);
-            this.window_sum(y, s, base, coeff);
-            y.iter_mut()
-                .zip(x)
-                .zip(s.iter())
-                .for_each(|((o, &v), &sc)| *o = v * sc.powf(-beta));
+            this.window_sum(y, s, p);
+            with_neg_pow!(beta, pow => {
+                for ((o, &v), sc) in y.iter_mut().zip(x).zip(s.iter_mut()) {
+                    *sc = base + coeff * *sc;
+                    *o = v * pow(*sc);
+                }
+            });
         };
         b.data()
             .par_chunks(dim)
             .zip(t.data_mut().par_chunks_mut(dim))
             .zip(scale.par_chunks_mut(dim))
+            .zip(planes.par_chunks_mut(h * w))
             .for_each(image);
         self.scale = scale;
+        self.planes = planes;
         Ok(())
     }
 
@@ -168,37 +240,43 @@ impl Layer for LRNLayer {
         let t = top[0].borrow();
         let mut b = bottom[0].borrow_mut();
         let (x, bottom_diff) = b.data_and_diff_mut();
-        let dim = self.chw.0 * self.chw.1 * self.chw.2;
+        let (c, h, w) = self.chw;
+        let dim = c * h * w;
         if dim == 0 {
             return Ok(());
         }
         let ratio = 2.0 * self.alpha * self.beta / self.window_len();
         let beta = self.beta;
         let mut window = std::mem::take(&mut self.window);
+        let mut planes = std::mem::take(&mut self.planes);
         let this = &*self;
         let (y, g, s) = (t.data(), t.diff(), &self.scale[..]);
         // dx_j = g_j·s_j^−β − (2αβ/n)·x_j·Σ_{i: j ∈ win(i)} g_i·y_i/s_i; the
         // windows are symmetric, so the sum is a window sum around j. The
         // bottom diff holds g·y/s until its window sums are taken.
-        let image = |(n, (bd, acc)): (usize, (&mut [f32], &mut [f32]))| {
+        let image = |(n, ((bd, acc), p)): (usize, ((&mut [f32], &mut [f32]), &mut [f32]))| {
             let r = n * dim..(n + 1) * dim;
             let (x, y, g, s) = (&x[r.clone()], &y[r.clone()], &g[r.clone()], &s[r]);
             bd.iter_mut()
                 .zip(g.iter().zip(y).zip(s))
                 .for_each(|(d, ((&g, &y), &s))| *d = g * y / s);
-            this.window_sum(bd, acc, 0.0, 1.0);
-            for (((d, &xv), &gv), (&sv, &av)) in
-                bd.iter_mut().zip(x).zip(g).zip(s.iter().zip(acc.iter()))
-            {
-                *d = gv * sv.powf(-beta) - ratio * xv * av;
-            }
+            this.window_sum(bd, acc, p);
+            with_neg_pow!(beta, pow => {
+                for (((d, &xv), &gv), (&sv, &av)) in
+                    bd.iter_mut().zip(x).zip(g).zip(s.iter().zip(acc.iter()))
+                {
+                    *d = gv * pow(sv) - ratio * xv * av;
+                }
+            });
         };
         bottom_diff
             .par_chunks_mut(dim)
             .zip(window.par_chunks_mut(dim))
+            .zip(planes.par_chunks_mut(h * w))
             .enumerate()
             .for_each(image);
         self.window = window;
+        self.planes = planes;
         Ok(())
     }
 
@@ -303,5 +381,61 @@ mod tests {
         let mut l = layer(&param("LRN", |_| {}));
         let e = setup_error(l.as_mut(), &[Blob::shared(&[2, 3])], &[empty()]);
         assert!(e.contains("4 axes"), "{e}");
+    }
+
+    #[test]
+    fn running_window_sums_equal_direct_sums_for_windows_wider_than_the_axis() {
+        // 3 rows of 4 values; half-widths 0..=4 cover windows from one row to
+        // wider than the whole axis, where every row sums everything.
+        let src: Vec<f32> = (0..12).map(|i| (i as f32 * 0.7).sin()).collect();
+        for half in 0..=4usize {
+            let mut got = vec![f32::NAN; 12];
+            super::slide_rows(&src, &mut got, 3, 4, half);
+            for i in 0..3usize {
+                for j in 0..4 {
+                    let want: f32 = (i.saturating_sub(half)..(i + half + 1).min(3))
+                        .map(|r| src[r * 4 + j])
+                        .sum();
+                    assert!(
+                        (got[i * 4 + j] - want).abs() < 1e-6,
+                        "half {half} [{i},{j}]"
+                    );
+                }
+            }
+            let mut row = vec![f32::NAN; 4];
+            super::slide_along(&src[..4], &mut row, half);
+            for (j, &g) in row.iter().enumerate() {
+                let want: f32 = src[j.saturating_sub(half)..(j + half + 1).min(4)]
+                    .iter()
+                    .sum();
+                assert!((g - want).abs() < 1e-6, "row half {half} [{j}]");
+            }
+        }
+    }
+
+    #[test]
+    fn specialised_powers_agree_with_powf() {
+        for beta in [0.75f32, 0.5, 1.0, 0.6] {
+            for s in [1.0f32, 1.5, 2.0, 7.25, 1e3] {
+                let got = with_neg_pow!(beta, pow => pow(s));
+                let want = s.powf(-beta);
+                assert!(
+                    (got - want).abs() <= 2e-7 * want.abs().max(1.0),
+                    "{s}^-{beta}: {got} vs {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn gradient_within_channel_wide_window_general_beta() {
+        grad(
+            &lrn(NormRegion::WITHIN_CHANNEL, 5, 0.8, 0.6, None),
+            &[2, 2, 3, 4],
+        );
+        grad(
+            &lrn(NormRegion::ACROSS_CHANNELS, 7, 0.5, 1.0, Some(1.0)),
+            &[1, 3, 2, 2],
+        );
     }
 }
