@@ -7,6 +7,7 @@ pub mod data;
 pub mod error;
 pub mod fillers;
 pub mod gradient_check;
+pub mod hdf5;
 pub mod layers;
 pub mod logging;
 pub mod net;

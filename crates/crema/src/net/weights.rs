@@ -85,14 +85,13 @@ impl Net {
         Ok(())
     }
 
-    /// Loads trained weights from a binary `.caffemodel` (upgraded as needed).
+    /// Loads trained weights from a binary `.caffemodel` (upgraded as
+    /// needed), or from an HDF5 weights file when the name ends in `.h5`,
+    /// as Caffe's CopyTrainedLayersFrom decides.
     pub fn copy_trained_layers_from_file(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        if path.extension().is_some_and(|e| e == "h5") {
-            return Err(Error::Other(format!(
-                "{}: HDF5 weights are not supported; use a .caffemodel",
-                path.display()
-            )));
+        if crate::hdf5::is_hdf5_path(path) {
+            return self.copy_trained_layers_from_hdf5(path);
         }
         let param = crema_proto::files::read_net_binary(path)?;
         self.copy_trained_layers_from(&param)

@@ -1,6 +1,10 @@
 //! Snapshots and restores in Caffe's binary formats: `<prefix>_iter_N.caffemodel`
 //! (the train net, with diffs when `snapshot_diff`) and
-//! `<prefix>_iter_N.solverstate` (iter, learned_net, current_step, history).
+//! `<prefix>_iter_N.solverstate` (iter, learned_net, current_step, history),
+//! or with `snapshot_format: HDF5` the same content as
+//! `<prefix>_iter_N.caffemodel.h5` and `<prefix>_iter_N.solverstate.h5`
+//! (layouts in `crate::hdf5`). `restore` picks the format by the `.h5`
+//! suffix, as Caffe does.
 //!
 //! crema also stores its random generator's state, so a resumed run draws
 //! the same dropout masks and fills as an uninterrupted one. Those go in
@@ -29,11 +33,8 @@ pub fn snapshot_filename(prefix: &str, iter: i32, extension: &str) -> String {
 }
 
 fn check_format(param: &SolverParameter) -> Result<()> {
-    if param.snapshot_format() == SnapshotFormat::HDF5 {
-        return Err(Error::Other(
-            "snapshot_format: HDF5 is not supported by crema; use snapshot_format: BINARYPROTO"
-                .into(),
-        ));
+    if param.snapshot_format() == SnapshotFormat::HDF5 && !crate::hdf5::ENABLED {
+        return Err(crate::hdf5::unsupported("snapshot_format: HDF5"));
     }
     Ok(())
 }
@@ -112,6 +113,18 @@ impl Solver {
     /// each atomically.
     pub fn snapshot(&mut self) -> Result<()> {
         check_format(&self.param)?;
+        let files = if self.param.snapshot_format() == SnapshotFormat::HDF5 {
+            self.snapshot_hdf5()?
+        } else {
+            self.snapshot_binary()?
+        };
+        for h in &mut self.hooks {
+            h.on_snapshot(self.iter, &files);
+        }
+        Ok(())
+    }
+
+    fn snapshot_binary(&self) -> Result<[PathBuf; 2]> {
         let prefix = self.param.snapshot_prefix();
         let model = snapshot_filename(prefix, self.iter, ".caffemodel");
         log::info!("Snapshotting to binary proto file {model}");
@@ -124,37 +137,43 @@ impl Solver {
         state.set_current_step(self.current_step);
         state.history = self.history.iter().map(|h| h.to_proto(false)).collect();
         rng_to_state(&mut state, &crate::rng::state());
+        let nets: Vec<&crate::net::Net> =
+            std::iter::once(&self.net).chain(&self.test_nets).collect();
+        super::data_position::save(&mut state, &nets);
         let state_file = snapshot_filename(prefix, self.iter, ".solverstate");
         log::info!("Snapshotting solver state to binary proto file {state_file}");
         crema_proto::binary::write_binary(Path::new(&state_file), &state)?;
-        let files = [PathBuf::from(model), PathBuf::from(state_file)];
-        for h in &mut self.hooks {
-            h.on_snapshot(self.iter, &files);
-        }
-        Ok(())
+        Ok([PathBuf::from(model), PathBuf::from(state_file)])
+    }
+
+    fn snapshot_hdf5(&self) -> Result<[PathBuf; 2]> {
+        let prefix = self.param.snapshot_prefix();
+        let model = snapshot_filename(prefix, self.iter, ".caffemodel.h5");
+        log::info!("Snapshotting to HDF5 file {model}");
+        self.net.to_hdf5(&model, self.param.snapshot_diff())?;
+        let state_file = snapshot_filename(prefix, self.iter, ".solverstate.h5");
+        log::info!("Snapshotting solver state to HDF5 file {state_file}");
+        crate::hdf5::write_solver_state(
+            Path::new(&state_file),
+            self.iter,
+            &model,
+            self.current_step,
+            &self.history,
+            &crate::rng::state(),
+        )?;
+        Ok([PathBuf::from(model), PathBuf::from(state_file)])
     }
 
     /// Restores iter, current_step, the learned net and the history from a
-    /// binary `.solverstate` (Caffe's or crema's), and crema's generator
-    /// state when the file has it.
+    /// binary `.solverstate` or an HDF5 `.solverstate.h5` (Caffe's or
+    /// crema's), and crema's generator state when the file has it.
     pub fn restore(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        if path.to_string_lossy().ends_with(".h5") {
-            return Err(Error::Other(format!(
-                "{}: HDF5 solver states are not supported by crema; resume from a binary .solverstate",
-                path.display()
-            )));
+        if crate::hdf5::is_hdf5_path(path) {
+            return self.restore_hdf5(path);
         }
         let state = crema_proto::files::read_solver_state(path)?;
-        let expected = self.history.len();
-        if state.history.len() != expected {
-            return Err(Error::Other(format!(
-                "{}: Incorrect length of history blobs: the file has {}, the {} solver on this net needs {expected}",
-                path.display(),
-                state.history.len(),
-                self.param.type_()
-            )));
-        }
+        self.check_history_len(state.history.len(), path)?;
         if state.has_learned_net() {
             let model = resolve_learned_net(state.learned_net(), path)?;
             let trained = crema_proto::files::read_net_binary(&model)?;
@@ -168,6 +187,60 @@ impl Solver {
         self.iter = state.iter();
         self.current_step = state.current_step();
         if let Some(rng) = rng_from_state(&state, path)? {
+            crate::rng::restore(rng);
+        }
+        let mut nets: Vec<&mut crate::net::Net> = std::iter::once(&mut self.net)
+            .chain(self.test_nets.iter_mut())
+            .collect();
+        super::data_position::restore(&state, &mut nets, path)?;
+        Ok(())
+    }
+}
+
+impl Solver {
+    fn check_history_len(&self, stored: usize, path: &Path) -> Result<()> {
+        let expected = self.history.len();
+        if stored != expected {
+            return Err(Error::Other(format!(
+                "{}: Incorrect length of history blobs: the file has {stored}, the {} solver on this net needs {expected}",
+                path.display(),
+                self.param.type_()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Caffe's RestoreSolverStateFromHDF5. The whole file is checked before
+    /// anything changes: history blobs must match in number and exact shape
+    /// (Caffe loads them without reshaping); the learned net is loaded by
+    /// its suffix, binary or HDF5.
+    fn restore_hdf5(&mut self, path: &Path) -> Result<()> {
+        if !crate::hdf5::ENABLED {
+            return Err(crate::hdf5::unsupported(&path.display().to_string()));
+        }
+        let state = crate::hdf5::read_solver_state(path)?;
+        self.check_history_len(state.history.len(), path)?;
+        for (i, (h, (shape, _))) in self.history.iter().zip(&state.history).enumerate() {
+            if h.shape() != shape.as_slice() {
+                return Err(Error::Other(format!(
+                    "{}: history blob {i}: Cannot load blob from hdf5; shape mismatch. Source shape is {} target shape is {}",
+                    path.display(),
+                    crate::hdf5::shape_with_count(shape),
+                    h.shape_string()
+                )));
+            }
+        }
+        if let Some(stored) = &state.learned_net {
+            let model = resolve_learned_net(stored, path)?;
+            self.net.copy_trained_layers_from_file(&model)?;
+        }
+        log::info!("SGDSolver: restoring history");
+        for (h, (_, data)) in self.history.iter_mut().zip(&state.history) {
+            h.data_mut().copy_from_slice(data);
+        }
+        self.iter = state.iter;
+        self.current_step = state.current_step;
+        if let Some(rng) = state.rng {
             crate::rng::restore(rng);
         }
         Ok(())

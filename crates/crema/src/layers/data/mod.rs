@@ -1,5 +1,5 @@
 //! Data-side layers: Data (database records), ImageData (image files from a
-//! list), MemoryData (caller's arrays),
+//! list), HDF5Data / HDF5Output (HDF5 files), MemoryData (caller's arrays),
 //! Input (tops the caller fills), DummyData (filled tops) and Split (the
 //! fan-out the net inserts). See `layers/mod.rs`.
 use crema_proto::caffe::LayerParameter;
@@ -11,6 +11,8 @@ use crate::error::{Error, Result};
 
 pub mod data_layer;
 pub mod dummy_data;
+pub mod hdf5_data;
+pub mod hdf5_output;
 pub mod image_data;
 pub mod input;
 pub mod memory_data;
@@ -19,6 +21,8 @@ pub mod window_data;
 
 pub use data_layer::DataLayer;
 pub use dummy_data::DummyDataLayer;
+pub use hdf5_data::HDF5DataLayer;
+pub use hdf5_output::HDF5OutputLayer;
 pub use image_data::ImageDataLayer;
 pub use input::InputLayer;
 pub use memory_data::MemoryDataLayer;
@@ -29,6 +33,8 @@ pub use window_data::WindowDataLayer;
 pub const REGISTRY: &[(&str, LayerCtor)] = &[
     ("Data", DataLayer::new),
     ("DummyData", DummyDataLayer::new),
+    ("HDF5Data", HDF5DataLayer::new),
+    ("HDF5Output", HDF5OutputLayer::new),
     ("ImageData", ImageDataLayer::new),
     ("Input", InputLayer::new),
     ("MemoryData", MemoryDataLayer::new),
