@@ -17,7 +17,7 @@ assert(im(info.Width, info.Height, 2) == raw(info.Height, info.Width, 2));
 mean_data = caffe.io.read_mean(fullfile(ctx.data, 'ilsvrc12', 'imagenet_mean.binaryproto'));
 assert(isa(mean_data, 'single') && isequal(size(mean_data), [256 256 3]));
 channel_means = squeeze(mean(mean(mean_data, 1), 2))';
-printf('    ImageNet mean per channel (BGR): %.1f %.1f %.1f\n', channel_means);
+fprintf('    ImageNet mean per channel (BGR): %.1f %.1f %.1f\n', channel_means);
 assert(all(abs(channel_means - [104 117 123]) < 1.5));
 
 small = single(reshape(0:23, [4 3 2]));

@@ -21,6 +21,6 @@ for first = 1:batch:10000
   correct = correct + sum(predicted(:) - 1 == labels(idx));
 end
 accuracy = correct / 10000;
-printf('    LeNet on MNIST t10k: %d / 10000 correct (%.2f%%)\n', correct, 100 * accuracy);
+fprintf('    LeNet on MNIST t10k: %d / 10000 correct (%.2f%%)\n', correct, 100 * accuracy);
 assert(abs(accuracy - 0.9912) <= 0.0002, sprintf('accuracy %.4f, MANIFEST says 0.9912', accuracy));
 end

@@ -52,7 +52,7 @@ solver.step(1);
 first = solver.net.blobs('loss').get_data();
 solver.step(19);
 later = solver.net.blobs('loss').get_data();
-printf('    loss on one batch: %.4f after 1 step, %.4f after 20\n', first, later);
+fprintf('    loss on one batch: %.4f after 1 step, %.4f after 20\n', first, later);
 assert(later < 0.5 * first, sprintf('loss %.4f -> %.4f did not halve', first, later));
 assert(solver.iter() == 20);
 
