@@ -36,6 +36,15 @@ impl DataTransformer {
     /// seeded from crema's thread generator, so a fixed `random_seed` fixes
     /// every crop and mirror even when the transformer moves to a data thread.
     pub fn new(param: &TransformationParameter, phase: Phase) -> Result<DataTransformer> {
+        DataTransformer::with_seed(param, phase, crate::rng::next_u64())
+    }
+
+    /// Like `new`, with the generator's seed given.
+    pub fn with_seed(
+        param: &TransformationParameter,
+        phase: Phase,
+        seed: u64,
+    ) -> Result<DataTransformer> {
         if param.has_mean_file() && !param.mean_value.is_empty() {
             return Err(Error::Other(
                 "Cannot specify mean_file and mean_value at the same time".into(),
@@ -51,7 +60,7 @@ impl DataTransformer {
         } else {
             None
         };
-        let rng = ChaCha8Rng::seed_from_u64(crate::rng::next_u64());
+        let rng = ChaCha8Rng::seed_from_u64(seed);
         Ok(DataTransformer {
             param: param.clone(),
             phase,
@@ -102,6 +111,25 @@ impl DataTransformer {
             return Ok(vec![1, c, crop, crop]);
         }
         Ok(vec![1, c, h, w])
+    }
+
+    /// Random words one `transform` draws: the mirror coin, then the two
+    /// crop offsets in TRAIN. Fixed per datum, which makes `seek` exact.
+    fn draws_per_datum(&self) -> u128 {
+        let mirror = u128::from(self.param.mirror());
+        let crop = if self.param.crop_size() > 0 && self.phase == Phase::TRAIN {
+            2
+        } else {
+            0
+        };
+        mirror + crop
+    }
+
+    /// Puts the generator where it is after `transform` ran on `datums`
+    /// datums from the seed (a resumed run draws the crops and mirrors the
+    /// uninterrupted run would).
+    pub fn seek(&mut self, datums: u64) {
+        self.rng.set_word_pos(u128::from(datums) * self.draws_per_datum());
     }
 
     /// Caffe's Rand(n): a uniform draw in `0..n`.

@@ -102,6 +102,20 @@ pub trait Layer {
     fn default_param_spec(&self, _param_index: usize) -> Option<crema_proto::caffe::ParamSpec> {
         None
     }
+    /// For a layer that reads a dataset in order: how many records its
+    /// forward passes have taken so far (kept in crema's solverstate, so a
+    /// resume reads on from the same record). `None` for every other layer.
+    fn data_position(&self) -> Option<u64> {
+        None
+    }
+    /// Continues reading after `records` records, as if forward had taken
+    /// them (the resume side of `data_position`).
+    fn seek_data(&mut self, _records: u64) -> Result<()> {
+        Err(Error::Other(format!(
+            "a {} layer has no data position to restore",
+            self.type_name()
+        )))
+    }
     /// Loss weight of top `i` when the prototxt gives none: 1 for a loss
     /// layer's first top, 0 otherwise.
     fn default_loss_weight(&self, _top_index: usize) -> f32 {

@@ -17,6 +17,7 @@ use crate::net::{LayerFactory, Net};
 pub mod adadelta;
 pub mod adagrad;
 pub mod adam;
+mod data_position;
 pub mod hooks;
 pub mod lr_policy;
 pub mod nesterov;
@@ -26,6 +27,7 @@ mod snapshot;
 mod solve;
 mod update;
 
+pub use data_position::DATA_POSITION_FIELD;
 pub use hooks::{DisplayEvent, SolverHook, TestEvent};
 pub use snapshot::{RNG_SEED_FIELD, RNG_STREAM_FIELD, RNG_WORD_POS_FIELD};
 

@@ -34,6 +34,18 @@ impl DbBatchLoader {
         param: &LayerParameter,
         output_labels: bool,
     ) -> Result<(DbBatchLoader, Vec<usize>)> {
+        let draws = RandomStart::draw(param);
+        Ok(DbBatchLoader::open(param, output_labels, draws, 0)?.0)
+    }
+
+    /// Opens the loader with its random start given, positioned after
+    /// `consumed` records have been read. Also returns the start it used.
+    fn open(
+        param: &LayerParameter,
+        output_labels: bool,
+        start: RandomStart,
+        consumed: u64,
+    ) -> Result<((DbBatchLoader, Vec<usize>), RandomStart)> {
         let lerr = |m: String| Error::layer(param, m);
         let dp = param.data_param.get_or_default();
         let batch_size = dp.batch_size() as usize;
@@ -51,21 +63,24 @@ impl DbBatchLoader {
         if source.is_empty() {
             return Err(lerr("data_param.source is not set".into()));
         }
-        let mut transformer =
-            DataTransformer::new(param.transform_param.get_or_default(), param.phase())
-                .map_err(|e| lerr(e.to_string()))?;
+        let mut transformer = DataTransformer::with_seed(
+            param.transform_param.get_or_default(),
+            param.phase(),
+            start.seed,
+        )
+        .map_err(|e| lerr(e.to_string()))?;
+        transformer.seek(consumed);
         let mut cursor = Backend::from_proto(dp.backend())
             .open_cursor(Path::new(&source))
             .map_err(|e| lerr(e.to_string()))?;
         if !cursor.valid() {
             return Err(lerr(format!("database {source} holds no records")));
         }
-        if dp.rand_skip() > 0 {
-            let skip = (crate::rng::next_u64() % dp.rand_skip() as u64) as usize;
-            log::info!("Skipping first {skip} data points.");
-            for _ in 0..skip {
-                cursor.next_wrapping().map_err(|e| lerr(e.to_string()))?;
-            }
+        if start.skip > 0 && consumed == 0 {
+            log::info!("Skipping first {} data points.", start.skip);
+        }
+        for _ in 0..start.skip + consumed {
+            cursor.next_wrapping().map_err(|e| lerr(e.to_string()))?;
         }
         let key = String::from_utf8_lossy(cursor.key()).into_owned();
         let datum = parse_datum(cursor.value(), &key, &source).map_err(|e| lerr(e.to_string()))?;
@@ -80,7 +95,29 @@ impl DbBatchLoader {
             output_labels,
             source,
         };
-        Ok((loader, shape))
+        Ok(((loader, shape), start))
+    }
+}
+
+/// The random draws a Data layer makes when it opens: the transformer's seed,
+/// then the rand_skip offset, both from crema's generator, in that order (so
+/// a fixed seed gives the same batches). Kept to reopen at a saved position.
+#[derive(Clone, Copy, Debug)]
+struct RandomStart {
+    seed: u64,
+    skip: u64,
+}
+
+impl RandomStart {
+    fn draw(param: &LayerParameter) -> RandomStart {
+        let seed = crate::rng::next_u64();
+        let rand_skip = u64::from(param.data_param.get_or_default().rand_skip());
+        let skip = if rand_skip > 0 {
+            crate::rng::next_u64() % rand_skip
+        } else {
+            0
+        };
+        RandomStart { seed, skip }
     }
 }
 
@@ -122,6 +159,10 @@ impl BatchLoader for DbBatchLoader {
 pub struct DataLayer {
     param: LayerParameter,
     queue: Option<PrefetchQueue>,
+    output_labels: bool,
+    start: Option<RandomStart>,
+    /// Records handed to forward so far (batches times batch_size).
+    consumed: u64,
 }
 
 impl DataLayer {
@@ -129,7 +170,22 @@ impl DataLayer {
         Ok(Box::new(DataLayer {
             param: param.clone(),
             queue: None,
+            output_labels: false,
+            start: None,
+            consumed: 0,
         }))
+    }
+
+    /// Starts the prefetch thread on a loader `consumed` records in.
+    fn start_queue(&mut self, start: RandomStart) -> Result<Vec<usize>> {
+        // The old thread (if any) stops before the new one opens the database.
+        self.queue = None;
+        let ((loader, shape), start) =
+            DbBatchLoader::open(&self.param, self.output_labels, start, self.consumed)?;
+        self.start = Some(start);
+        let count = self.param.data_param.get_or_default().prefetch() as usize;
+        self.queue = Some(PrefetchQueue::start(self.param.name(), count, loader)?);
+        Ok(shape)
     }
 }
 
@@ -139,8 +195,9 @@ impl Layer for DataLayer {
     }
 
     fn setup(&mut self, _bottom: &[SharedBlob], top: &[SharedBlob]) -> Result<()> {
-        let output_labels = top.len() > 1;
-        let (loader, shape) = DbBatchLoader::from_param(&self.param, output_labels)?;
+        self.output_labels = top.len() > 1;
+        let output_labels = self.output_labels;
+        let shape = self.start_queue(RandomStart::draw(&self.param))?;
         top[0].borrow_mut().reshape(&shape);
         log::info!(
             "output data size: {}",
@@ -153,8 +210,6 @@ impl Layer for DataLayer {
         if output_labels {
             top[1].borrow_mut().reshape(&[shape[0]]);
         }
-        let count = self.param.data_param.get_or_default().prefetch() as usize;
-        self.queue = Some(PrefetchQueue::start(self.param.name(), count, loader)?);
         Ok(())
     }
 
@@ -164,7 +219,22 @@ impl Layer for DataLayer {
     }
 
     fn forward(&mut self, _bottom: &[SharedBlob], top: &[SharedBlob]) -> Result<()> {
-        super::forward_prefetched(&self.param, self.queue.as_ref(), top)
+        super::forward_prefetched(&self.param, self.queue.as_ref(), top)?;
+        self.consumed += top[0].borrow().shape()[0] as u64;
+        Ok(())
+    }
+
+    fn data_position(&self) -> Option<u64> {
+        Some(self.consumed)
+    }
+
+    fn seek_data(&mut self, records: u64) -> Result<()> {
+        let start = self
+            .start
+            .ok_or_else(|| Error::layer(&self.param, "seek before setup"))?;
+        self.consumed = records;
+        self.start_queue(start)?;
+        Ok(())
     }
 
     fn backward(
