@@ -158,7 +158,7 @@ static void array_to_blob(const mxArray *a, crema_handle blob, int diff) {
     fail("blob data and diff must be real single arrays");
   }
   if (mxGetNumberOfElements(a) != count) {
-    snfprintf(msg, sizeof msg,
+    snprintf(msg, sizeof msg,
              "number of elements in target blob (%lu) doesn't match that in input array (%lu)",
              (unsigned long)count, (unsigned long)mxGetNumberOfElements(a));
     fail(msg);
@@ -502,7 +502,7 @@ static void read_mean(MEX_ARGS) {
     status = crema_blob_get_data(blob, (float *)mxGetData(out), count);
   }
   if (status != CREMA_OK) {
-    snfprintf(msg, sizeof msg, "%s", crema_last_error());
+    snprintf(msg, sizeof msg, "%s", crema_last_error());
     crema_blob_delete(blob);
     fail(msg);
   }
@@ -538,7 +538,7 @@ static void write_mean(MEX_ARGS) {
   mxFree(file);
   if (status != CREMA_OK) {
     char msg[1024];
-    snfprintf(msg, sizeof msg, "%s", crema_last_error());
+    snprintf(msg, sizeof msg, "%s", crema_last_error());
     crema_blob_delete(blob);
     fail(msg);
   }
