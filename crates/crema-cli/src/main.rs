@@ -24,9 +24,10 @@ const FLAGS: &[FlagSpec] = &[
     FlagSpec { name: "iterations", boolean: false, default: "50", help: "The number of iterations to run." },
     FlagSpec { name: "sigint_effect", boolean: false, default: "stop", help: "Optional; action to take when a SIGINT signal is received: snapshot, stop or none." },
     FlagSpec { name: "sighup_effect", boolean: false, default: "snapshot", help: "Optional; action to take when a SIGHUP signal is received: snapshot, stop or none." },
+    FlagSpec { name: "dashboard", boolean: false, default: "", help: "Optional; serve a live training dashboard, at 127.0.0.1:8080 or at --dashboard=ADDR:PORT." },
 ];
 
-const ACTIONS: &str = "commands:\n  train           train or finetune a model\n  test            score a model\n  device_query    show GPU diagnostic information\n  time            benchmark model execution time\n";
+const ACTIONS: &str = "commands:\n  train           train or finetune a model\n  test            score a model\n  device_query    show GPU diagnostic information\n  time            benchmark model execution time\n  dashboard       serve the dashboard of a recorded run: caffe dashboard DIR\n  plot            chart a log or event file: caffe plot LOG OUT.svg|OUT.png [--y loss|accuracy|lr]\n";
 
 fn usage() -> String {
     format!("caffe: command line brew\nusage: caffe <command> <args>\n\n{ACTIONS}\n{}", flags::usage(FLAGS))
@@ -39,7 +40,16 @@ fn main() {
         log::error!("{e}");
         std::process::exit(1);
     }
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("plot") {
+        std::process::exit(report(crema_cli::plot::run(&args[1..])));
+    }
+    // `--dashboard` takes its value only after `=`; alone it means the default.
+    for a in &mut args {
+        if a == "--dashboard" || a == "-dashboard" {
+            *a = "--dashboard=true".into();
+        }
+    }
     let flags = match Flags::parse(&args, FLAGS) {
         Ok(f) => f,
         Err(e) => {
@@ -52,6 +62,10 @@ fn main() {
         Some("time") => report(time::run(&flags)),
         Some("train") => report(train::run(&flags)),
         Some("test") => report(test_cmd::run(&flags)),
+        Some("dashboard") => report(crema_cli::dashboard::serve_dir(
+            flags.positional.get(1).map_or("", String::as_str),
+            flags.get("dashboard"),
+        )),
         Some(other) => {
             eprintln!("Unknown action: {other}\n\n{}", usage());
             1

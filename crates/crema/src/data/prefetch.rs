@@ -2,10 +2,21 @@
 //! BasePrefetchingDataLayer): a fixed pool of batches cycles between a free
 //! queue, the loader thread and a full queue, so steady state allocates
 //! nothing and the math only waits when loading is slower than compute.
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+
+/// Time every `pop` in the process has spent waiting for its loader, so a
+/// training monitor can show how long forward waited for data.
+static WAITED_NS: AtomicU64 = AtomicU64::new(0);
+
+/// The total time forward passes have waited for prefetched batches.
+pub fn total_wait() -> Duration {
+    Duration::from_nanos(WAITED_NS.load(Ordering::Relaxed))
+}
 
 /// One batch: data values in NCHW order with their shape, and labels.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -63,7 +74,10 @@ impl PrefetchQueue {
     /// The next batch, waiting for it if the loader is behind. A loader
     /// error comes back here, once; afterwards the queue reports it stopped.
     pub fn pop(&self) -> Result<Batch> {
-        match self.full.recv() {
+        let start = Instant::now();
+        let next = self.full.recv();
+        WAITED_NS.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        match next {
             Ok(r) => r,
             Err(_) => Err(Error::Other(format!(
                 "{}: the prefetch thread has stopped after an error",
@@ -169,5 +183,26 @@ mod tests {
         .unwrap();
         let _ = q.pop().unwrap();
         drop(q); // joins; hangs here if the thread did not stop
+    }
+
+    struct Slow;
+
+    impl BatchLoader for Slow {
+        fn load(&mut self, batch: &mut Batch) -> Result<()> {
+            std::thread::sleep(Duration::from_millis(30));
+            batch.data = vec![1.0];
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn waiting_for_a_slow_loader_is_counted() {
+        let before = total_wait();
+        let q = PrefetchQueue::start("slow", 1, Slow).unwrap();
+        let b = q.pop().unwrap();
+        q.recycle(b);
+        let _ = q.pop().unwrap();
+        // Two pops each waited for a 30 ms load (other tests only add).
+        assert!(total_wait() - before >= Duration::from_millis(40));
     }
 }
