@@ -7,12 +7,15 @@
 //!
 //! Window sums are running sums (two vector operations per value for any n;
 //! the square window is separable into a row pass and a column pass), and the
-//! usual β of 0.75 is taken by square roots rather than `powf`.
+//! usual β of 0.75 is taken by square roots rather than `powf`. Backward
+//! recomputes the scale (one more running sum) instead of keeping it from
+//! forward, so the layer holds one image's worth of scratch per worker rather
+//! than two copies of its top (245 MB for AlexNet at batch 64).
 use crema_proto::caffe::lrnparameter::NormRegion;
 use crema_proto::caffe::LayerParameter;
 use rayon::prelude::*;
 
-use super::conv_base::check_not_in_place;
+use super::conv_base::{check_not_in_place, workers};
 use crate::blob::SharedBlob;
 use crate::error::Result;
 use crate::layers::Layer;
@@ -50,12 +53,19 @@ pub struct LRNLayer {
     region: NormRegion,
     /// Image shape (channels, height, width).
     chw: (usize, usize, usize),
-    /// The scale of every element, kept from forward for backward.
+    /// Images per worker run.
+    per_run: usize,
+    /// One per worker run, kept between passes.
+    scratch: Vec<Scratch>,
+}
+
+/// A worker's buffers: two images (the scale and a window sum) and one h·w
+/// plane for the separable square window.
+#[derive(Default)]
+struct Scratch {
     scale: Vec<f32>,
-    /// Backward's window sums, kept to avoid reallocating every pass.
-    window: Vec<f32>,
-    /// One h·w plane per image: scratch for the separable square window.
-    planes: Vec<f32>,
+    sum: Vec<f32>,
+    plane: Vec<f32>,
 }
 
 impl LRNLayer {
@@ -75,9 +85,8 @@ impl LRNLayer {
             k: lp.k(),
             region: lp.norm_region(),
             chw: (0, 0, 0),
-            scale: Vec::new(),
-            window: Vec::new(),
-            planes: Vec::new(),
+            per_run: 1,
+            scratch: Vec::new(),
         }))
     }
 
@@ -112,6 +121,14 @@ impl LRNLayer {
             NormRegion::ACROSS_CHANNELS => self.k,
             NormRegion::WITHIN_CHANNEL => 1.0,
         }
+    }
+
+    /// `scale = base + α/len · Σ_window x²` for one image; `sq` receives x².
+    fn scale_of(&self, x: &[f32], sq: &mut [f32], scale: &mut [f32], plane: &mut [f32]) {
+        let (coeff, base) = (self.alpha / self.window_len(), self.base());
+        sq.iter_mut().zip(x).for_each(|(o, &v)| *o = v * v);
+        self.window_sum(sq, scale, plane);
+        scale.iter_mut().for_each(|s| *s = base + coeff * *s);
     }
 }
 
@@ -187,9 +204,15 @@ impl Layer for LRNLayer {
         );
         self.chw = (shape[1], shape[2], shape[3]);
         top[0].borrow_mut().reshape(&shape);
-        self.scale.resize(shape.iter().product(), 0.0);
-        self.window.resize(shape.iter().product(), 0.0);
-        self.planes.resize(shape[0] * shape[2] * shape[3], 0.0);
+        let runs = workers().min(shape[0]).max(1);
+        self.per_run = shape[0].div_ceil(runs).max(1);
+        let dim = shape[1] * shape[2] * shape[3];
+        self.scratch.resize_with(runs, Scratch::default);
+        for s in &mut self.scratch {
+            s.scale.resize(dim, 0.0);
+            s.sum.resize(dim, 0.0);
+            s.plane.resize(shape[2] * shape[3], 0.0);
+        }
         Ok(())
     }
 
@@ -201,30 +224,25 @@ impl Layer for LRNLayer {
         if dim == 0 {
             return Ok(());
         }
-        let mut scale = std::mem::take(&mut self.scale);
-        let mut planes = std::mem::take(&mut self.planes);
-        let (coeff, base, beta) = (self.alpha / self.window_len(), self.base(), self.beta);
-        let this = &*self;
-        // Per image: squares go into the top first, their window sums into the
-        // scale, then the top becomes y = x·scale^−β.
-        let image = |(((x, y), s), p): (((&[f32], &mut [f32]), &mut [f32]), &mut [f32])| {
-            y.iter_mut().zip(x).for_each(|(o, &v)| *o = v * v);
-            this.window_sum(y, s, p);
-            with_neg_pow!(beta, pow => {
-                for ((o, &v), sc) in y.iter_mut().zip(x).zip(s.iter_mut()) {
-                    *sc = base + coeff * *sc;
-                    *o = v * pow(*sc);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let (this, beta, run) = (&*self, self.beta, self.per_run * dim);
+        // Per image: the squares go into the top first, then the top becomes
+        // y = x·scale^−β.
+        b.data()
+            .par_chunks(run)
+            .zip(t.data_mut().par_chunks_mut(run))
+            .zip(scratch.par_iter_mut())
+            .for_each(|((xs, ys), s)| {
+                for (x, y) in xs.chunks_exact(dim).zip(ys.chunks_exact_mut(dim)) {
+                    this.scale_of(x, y, &mut s.scale, &mut s.plane);
+                    with_neg_pow!(beta, pow => {
+                        for ((o, &v), &sc) in y.iter_mut().zip(x).zip(s.scale.iter()) {
+                            *o = v * pow(sc);
+                        }
+                    });
                 }
             });
-        };
-        b.data()
-            .par_chunks(dim)
-            .zip(t.data_mut().par_chunks_mut(dim))
-            .zip(scale.par_chunks_mut(dim))
-            .zip(planes.par_chunks_mut(h * w))
-            .for_each(image);
-        self.scale = scale;
-        self.planes = planes;
+        self.scratch = scratch;
         Ok(())
     }
 
@@ -246,37 +264,36 @@ impl Layer for LRNLayer {
             return Ok(());
         }
         let ratio = 2.0 * self.alpha * self.beta / self.window_len();
-        let beta = self.beta;
-        let mut window = std::mem::take(&mut self.window);
-        let mut planes = std::mem::take(&mut self.planes);
-        let this = &*self;
-        let (y, g, s) = (t.data(), t.diff(), &self.scale[..]);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let (this, beta, per) = (&*self, self.beta, self.per_run);
+        let (y, g) = (t.data(), t.diff());
         // dx_j = g_j·s_j^−β − (2αβ/n)·x_j·Σ_{i: j ∈ win(i)} g_i·y_i/s_i; the
         // windows are symmetric, so the sum is a window sum around j. The
-        // bottom diff holds g·y/s until its window sums are taken.
-        let image = |(n, ((bd, acc), p)): (usize, ((&mut [f32], &mut [f32]), &mut [f32]))| {
-            let r = n * dim..(n + 1) * dim;
-            let (x, y, g, s) = (&x[r.clone()], &y[r.clone()], &g[r.clone()], &s[r]);
-            bd.iter_mut()
-                .zip(g.iter().zip(y).zip(s))
-                .for_each(|(d, ((&g, &y), &s))| *d = g * y / s);
-            this.window_sum(bd, acc, p);
-            with_neg_pow!(beta, pow => {
-                for (((d, &xv), &gv), (&sv, &av)) in
-                    bd.iter_mut().zip(x).zip(g).zip(s.iter().zip(acc.iter()))
-                {
-                    *d = gv * pow(sv) - ratio * xv * av;
+        // bottom diff holds the squares, then g·y/s, until it takes dx.
+        bottom_diff
+            .par_chunks_mut(per * dim)
+            .zip(scratch.par_iter_mut())
+            .enumerate()
+            .for_each(|(r, (bds, s))| {
+                for (j, bd) in bds.chunks_exact_mut(dim).enumerate() {
+                    let n = r * per + j;
+                    let span = n * dim..(n + 1) * dim;
+                    let (x, y, g) = (&x[span.clone()], &y[span.clone()], &g[span]);
+                    this.scale_of(x, bd, &mut s.scale, &mut s.plane);
+                    bd.iter_mut()
+                        .zip(g.iter().zip(y).zip(&s.scale))
+                        .for_each(|(d, ((&g, &y), &s))| *d = g * y / s);
+                    this.window_sum(bd, &mut s.sum, &mut s.plane);
+                    with_neg_pow!(beta, pow => {
+                        for (((d, &xv), &gv), (&sv, &av)) in
+                            bd.iter_mut().zip(x).zip(g).zip(s.scale.iter().zip(s.sum.iter()))
+                        {
+                            *d = gv * pow(sv) - ratio * xv * av;
+                        }
+                    });
                 }
             });
-        };
-        bottom_diff
-            .par_chunks_mut(dim)
-            .zip(window.par_chunks_mut(dim))
-            .zip(planes.par_chunks_mut(h * w))
-            .enumerate()
-            .for_each(image);
-        self.window = window;
-        self.planes = planes;
+        self.scratch = scratch;
         Ok(())
     }
 
