@@ -143,6 +143,12 @@ impl Layer for LSTMUnitLayer {
         }
         let c_prev = bottom[0].borrow();
         self.hidden = c_prev.shape()[2];
+        crate::ensure!(
+            &self.param,
+            self.hidden > 0,
+            "bottom[0] (c_prev) {} has no cells",
+            c_prev.shape_string()
+        );
         let x = bottom[1].borrow();
         crate::ensure!(
             &self.param,
@@ -297,6 +303,13 @@ mod tests {
         ];
         let e = setup_error(l.as_mut(), &bad, &[empty(), empty()]);
         assert!(e.contains("bottom[1] (X)"), "{e}");
+        let bad = vec![
+            Blob::shared(&[1, 2, 0]),
+            Blob::shared(&[1, 2, 0]),
+            Blob::shared(&[1, 2]),
+        ];
+        let e = setup_error(l.as_mut(), &bad, &[empty(), empty()]);
+        assert!(e.contains("has no cells"), "{e}");
         let b = bottoms(2, 3, &[1.0, 1.0]);
         let t = [empty(), empty()];
         run(l.as_mut(), &b, &t);

@@ -185,6 +185,12 @@ impl<C: Cell> RecurrentLayer<C> {
         let n = x.shape()[1];
         crate::ensure!(
             &self.param,
+            n > 0,
+            "bottom[0] (x) {} has no streams",
+            x.shape_string()
+        );
+        crate::ensure!(
+            &self.param,
             x.count_from(2) == self.input_dim,
             "bottom[0] (x) {} gives {} inputs per step and stream; the weights expect {}",
             x.shape_string(),

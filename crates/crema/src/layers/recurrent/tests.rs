@@ -285,6 +285,8 @@ fn bad_inputs_are_errors_naming_the_bottom() {
         e.contains("bottom[1] (cont) must be #timesteps x #streams"),
         "{e}"
     );
+    let e = case("RNN", false, vec![sh(&[5, 0, 3]), sh(&[5, 0])], 1);
+    assert!(e.contains("has no streams"), "{e}");
     let e = case(
         "LSTM",
         false,
