@@ -136,26 +136,39 @@ impl Image {
         let ys = taps(new_height, self.height, false);
         let c = self.channels;
         let row_len = self.width * c;
-        // Horizontal pass into ONE-scaled rows, then the vertical blend.
-        let hrow = |y: usize| -> Vec<i64> {
+        let one = ONE as i32;
+        // Horizontal pass into ONE-scaled rows, each source row once (i32
+        // holds 255 * ONE), then the vertical blend.
+        let hrow = |y: usize| -> Vec<i32> {
             let row = &self.data[y * row_len..(y + 1) * row_len];
             let mut out = Vec::with_capacity(new_width * c);
             for &(x0, x1, w0) in &xs {
-                for ch in 0..c {
-                    out.push(row[x0 * c + ch] as i64 * w0 + row[x1 * c + ch] as i64 * (ONE - w0));
-                }
+                let (w0, w1) = (w0 as i32, one - w0 as i32);
+                let (p0, p1) = (&row[x0 * c..x0 * c + c], &row[x1 * c..x1 * c + c]);
+                out.extend(
+                    p0.iter()
+                        .zip(p1)
+                        .map(|(&a, &b)| a as i32 * w0 + b as i32 * w1),
+                );
             }
             out
         };
+        let mut rows: Vec<Option<Vec<i32>>> = vec![None; self.height];
         let mut data = Vec::with_capacity(new_height * new_width * c);
         for &(y0, y1, w0) in &ys {
-            let (r0, r1) = (hrow(y0), hrow(y1));
-            for (a, b) in r0.iter().zip(&r1) {
-                // OpenCV's VResizeLinearVec_32s8u: drop 4 bits, a 16-bit
-                // high multiply per row, then round off the last 2.
-                let v = ((((a >> 4) * w0) >> 16) + (((b >> 4) * (ONE - w0)) >> 16) + 2) >> 2;
-                data.push(v.clamp(0, 255) as u8);
+            for y in [y0, y1] {
+                if rows[y].is_none() {
+                    rows[y] = Some(hrow(y));
+                }
             }
+            let (r0, r1) = (rows[y0].as_deref().unwrap(), rows[y1].as_deref().unwrap());
+            let (w0, w1) = (w0 as i32, one - w0 as i32);
+            // OpenCV's VResizeLinearVec_32s8u: drop 4 bits, a 16-bit high
+            // multiply per row, then round off the last 2.
+            data.extend(r0.iter().zip(r1).map(|(&a, &b)| {
+                let v = ((((a >> 4) * w0) >> 16) + (((b >> 4) * w1) >> 16) + 2) >> 2;
+                v.clamp(0, 255) as u8
+            }));
         }
         Image {
             height: new_height,

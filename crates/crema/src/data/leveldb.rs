@@ -84,7 +84,8 @@ fn reader_thread(path: PathBuf, requests: Receiver<Request>, replies: Sender<Res
                 .map_err(|e| ldb_err(&path, "cannot iterate", e))?;
             Ok((db, iter))
         });
-    let (_db, mut iter) = match opened {
+    // The database stays open for as long as its iterator reads.
+    let (db, mut iter) = match opened {
         Ok(x) => {
             let _ = replies.send(Ok(Vec::new()));
             x
@@ -100,9 +101,11 @@ fn reader_thread(path: PathBuf, requests: Receiver<Request>, replies: Sender<Res
             Request::More => read_chunk(&mut iter, false),
         };
         if replies.send(Ok(reply)).is_err() {
-            return;
+            break;
         }
     }
+    drop(iter);
+    drop(db);
 }
 
 impl LevelDbCursor {
