@@ -7,7 +7,10 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 profile=${PROFILE:-dev}
 dir=$([ "$profile" = dev ] && echo debug || echo "$profile")
-cargo build -p crema-c --profile "$profile" --manifest-path "$root/Cargo.toml"
+# CREMA_CARGO_ARGS lets scripts/test repeat its workspace build (same
+# features), so the library is not compiled a second time.
+# shellcheck disable=SC2086
+cargo build ${CREMA_CARGO_ARGS:--p crema-c} --profile "$profile" --manifest-path "$root/Cargo.toml"
 lib="$root/target/$dir"
 cd "$root/matlab/+caffe/private"
 mkoctfile --mex -o caffe_.mex caffe_.c -I"$root/crates/crema-c/include" \
