@@ -380,4 +380,21 @@ mod tests {
         assert_eq!(super::super::address("true"), DEFAULT_ADDR);
         assert_eq!(super::super::address("0.0.0.0:9000"), "0.0.0.0:9000");
     }
+
+    #[test]
+    fn the_run_directory_is_searched_for_its_event_file() {
+        let d = std::env::temp_dir().join(format!("crema-find-events-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let none = find_events_file(&d).unwrap_err();
+        assert!(none.contains("no *_events.jsonl in"), "{none}");
+        std::fs::write(d.join("notes.txt"), "x").unwrap();
+        std::fs::write(d.join("lenet_events.jsonl"), "").unwrap();
+        assert_eq!(find_events_file(&d).unwrap(), d.join("lenet_events.jsonl"));
+        // A file given directly is used as it is.
+        let f = d.join("notes.txt");
+        assert_eq!(find_events_file(&f).unwrap(), f);
+        let missing = find_events_file(&d.join("nope")).unwrap_err();
+        assert!(missing.contains("cannot read the directory"), "{missing}");
+    }
 }

@@ -36,7 +36,7 @@ pub struct Layout {
     pub height: f64,
 }
 
-const RANK_GAP: f64 = 36.0;
+const RANK_GAP: f64 = 44.0;
 const NODE_GAP: f64 = 24.0;
 const MARGIN: f64 = 16.0;
 

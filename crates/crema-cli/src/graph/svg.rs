@@ -108,17 +108,6 @@ pub fn render(g: &NetGraph, dir: RankDir) -> String {
             r##"<path class="{class}" d="{}" fill="none" stroke="#444" stroke-width="1.2"{dash} marker-end="url(#arrow)"/>"##,
             d.trim_end()
         );
-        if !e.label.is_empty() && pts.len() >= 2 {
-            let m = pts.len() / 2;
-            let (a, b) = (pts[m - 1], pts[m]);
-            let _ = writeln!(
-                s,
-                r##"<text class="edge-label" x="{:.1}" y="{:.1}" font-size="10" fill="#333">{}</text>"##,
-                (a.0 + b.0) / 2.0 + 4.0,
-                (a.1 + b.1) / 2.0 - 3.0,
-                esc(&e.label)
-            );
-        }
     }
     for (i, n) in g.nodes.iter().enumerate() {
         let (cx, cy) = l.centers[i];
@@ -179,6 +168,20 @@ pub fn render(g: &NetGraph, dir: RankDir) -> String {
             );
         }
         s.push_str("</g>\n");
+    }
+    // Edge labels last, haloed, so no node hides them.
+    for (e, pts) in g.edges.iter().zip(&l.edges) {
+        if !e.label.is_empty() && pts.len() >= 2 {
+            let m = pts.len() / 2;
+            let (a, b) = (pts[m - 1], pts[m]);
+            let _ = writeln!(
+                s,
+                r##"<text class="edge-label" x="{:.1}" y="{:.1}" text-anchor="middle" font-size="10" fill="#333" stroke="white" stroke-width="3" paint-order="stroke">{}</text>"##,
+                (a.0 + b.0) / 2.0,
+                (a.1 + b.1) / 2.0 - 3.0,
+                esc(&e.label)
+            );
+        }
     }
     s.push_str("</svg>\n");
     s

@@ -147,11 +147,18 @@ fn json_round_trips_and_rejects_dangling_edges() {
 #[test]
 fn a_blob_keeps_the_first_nets_shape_and_notes_another_phases() {
     let text = |batch: usize| {
-        FANOUT.replace("dim: 2 dim: 3 dim: 8", &format!("dim: {batch} dim: 3 dim: 8"))
+        FANOUT
+            .replace(
+                "dim: 2 dim: 3 dim: 8",
+                &format!("dim: {batch} dim: 3 dim: 8"),
+            )
             .replace("dim: 2 dim: 4 }", &format!("dim: {batch} dim: 4 }}"))
     };
     let mut train_param = parse_net_text(&text(2)).unwrap();
-    train_param.state.mut_or_insert_default().set_phase(Phase::TRAIN);
+    train_param
+        .state
+        .mut_or_insert_default()
+        .set_phase(Phase::TRAIN);
     let train = crema::net::Net::from_param(&train_param).unwrap();
     let test = crema::net::Net::from_param(&parse_net_text(&text(5)).unwrap()).unwrap();
     let g = from_nets("fan", &[&train, &test]);
