@@ -16,6 +16,9 @@ from conftest import need
 pydot = pytest.importorskip("pydot", reason="skipped: pydot is not installed (pip install pydot)")
 import caffe.draw  # noqa: E402
 
+# pydot's dot parser uses pyparsing names that pyparsing 3.3 deprecates.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pydot")
+
 SCRIPTS = pathlib.Path(__file__).resolve().parents[1] / "scripts"
 HAVE_DOT = shutil.which("dot") is not None
 
