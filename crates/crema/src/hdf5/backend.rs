@@ -160,10 +160,25 @@ impl WriteFile {
         }
         let s = FixedAscii::<MAX_STRING>::from_ascii(value)
             .map_err(|e| format!("string for {name}: {e}"))?;
+        let dtype = h5::Datatype::from_descriptor(&TypeDescriptor::FixedAscii(value.len() + 1))
+            .map_err(msg)?;
+        // The crate pads fixed strings with NULs (NULLPAD); H5LTmake_dataset_string
+        // marks them NULL-terminated, and so do we.
+        // SAFETY: `dtype` is a valid transient datatype this function owns,
+        // changed under the library lock before any dataset uses it.
+        let status = h5::sync::sync(|| unsafe {
+            hdf5_metno_sys::h5t::H5Tset_strpad(
+                dtype.id(),
+                hdf5_metno_sys::h5t::H5T_str_t::H5T_STR_NULLTERM,
+            )
+        });
+        if status < 0 {
+            return Err(format!("cannot make the string type for {name}"));
+        }
         let ds = self
             .0
             .new_dataset_builder()
-            .empty_as(&TypeDescriptor::FixedAscii(value.len() + 1))
+            .empty_as(&dtype)
             .create(name)
             .map_err(|e| format!("cannot create dataset {name}: {e}"))?;
         ds.write_scalar(&s)
