@@ -322,3 +322,43 @@ fn window_data_square_mode_and_bad_settings() {
         "fg_fraction",
     );
 }
+
+#[test]
+fn window_data_mean_file_is_centred_on_the_crop() {
+    let Some(root) = images() else {
+        eprintln!("skipped: shared/data/images not found");
+        return;
+    };
+    let cat = Image::read(&root.join("cat.jpg"), ColorMode::Color).unwrap();
+    // A 3x12x10 mean image whose values name their position: the 8x8 crop
+    // sits (10 − 8) / 2 = 1 in on both axes, Caffe's offset by the width.
+    let mut mean = Blob::new(&[1, 3, 12, 10]);
+    for (i, v) in mean.data_mut().iter_mut().enumerate() {
+        *v = (i / 120) as f32 * 100.0 + ((i / 10) % 12) as f32 * 10.0 + (i % 10) as f32;
+    }
+    let src = window_file("mean", "# 0\ncat.jpg\n3 360 480\n1\n2 1.0 100 50 107 57\n");
+    let mean_path = src.with_file_name("mean.binaryproto");
+    std::fs::write(
+        &mean_path,
+        crema_proto::binary::encode(&mean.to_proto(false)).unwrap(),
+    )
+    .unwrap();
+    let p = layer_param(&src, &root, |p| {
+        let wp = p.window_data_param.mut_or_insert_default();
+        wp.set_fg_fraction(1.0);
+        wp.set_batch_size(1);
+        let tp = p.transform_param.mut_or_insert_default();
+        tp.set_crop_size(8);
+        tp.set_mean_file(mean_path.to_string_lossy().into_owned());
+    });
+    let (_, data, _) = forward(&p, 2);
+    for c in 0..3 {
+        for h in 0..8 {
+            for w in 0..8 {
+                let px = cat.data[((50 + h) * cat.width + 100 + w) * 3 + c] as f32;
+                let m = c as f32 * 100.0 + (h + 1) as f32 * 10.0 + (w + 1) as f32;
+                assert_eq!(data[(c * 8 + h) * 8 + w], px - m, "c{c} h{h} w{w}");
+            }
+        }
+    }
+}
