@@ -53,19 +53,41 @@ unsafe fn pack<const W: usize>(rows: usize, depth: usize, x: View, dst: *mut f32
                 (d.add(p * W) as *mut [f32; W]).write_unaligned(src.read_unaligned());
             }
         } else if live == W {
-            // Each row is contiguous in p (or strided): read W rows side by side.
-            let base = x.at(r0, 0);
-            for p in 0..depth {
-                let col = base.at(0, p);
-                let mut strip = [0f32; W];
-                for (i, v) in strip.iter_mut().enumerate() {
-                    *v = *col.at(i, 0).ptr;
-                }
-                (d.add(p * W) as *mut [f32; W]).write_unaligned(strip);
-            }
+            // Each row is contiguous in p (or strided): gather W rows side by side.
+            gather::<W>(depth, x.at(r0, 0), d);
         } else {
             pack_edge(W, live, depth, x.at(r0, 0), d);
         }
+    }
+}
+
+/// One full strip from W rows that are not contiguous across the strip. When
+/// each row is contiguous in p, 8 steps are read as one run per row and
+/// transposed through registers, so every cache line is read once and whole.
+unsafe fn gather<const W: usize>(depth: usize, x: View, d: *mut f32) {
+    let mut p0 = 0;
+    if x.cs == 1 {
+        while p0 + 8 <= depth {
+            let mut block = [[0f32; 8]; W];
+            for (i, row) in block.iter_mut().enumerate() {
+                *row = (x.at(i, p0).ptr as *const [f32; 8]).read_unaligned();
+            }
+            for q in 0..8 {
+                let mut strip = [0f32; W];
+                for (v, row) in strip.iter_mut().zip(&block) {
+                    *v = row[q];
+                }
+                (d.add((p0 + q) * W) as *mut [f32; W]).write_unaligned(strip);
+            }
+            p0 += 8;
+        }
+    }
+    for p in p0..depth {
+        let mut strip = [0f32; W];
+        for (i, v) in strip.iter_mut().enumerate() {
+            *v = *x.at(i, p).ptr;
+        }
+        (d.add(p * W) as *mut [f32; W]).write_unaligned(strip);
     }
 }
 
