@@ -374,3 +374,30 @@ fn hdf5_output_writes_data_and_label_like_caffe() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn hdf5_layers_outside_a_net_refuse_unnamed_tops_and_missing_bottoms() {
+    use crema::proto::caffe::LayerParameter;
+    let parse =
+        |text: &str| -> LayerParameter { crema::proto::text::parse(text, "layer").unwrap() };
+    let mut data = crema::create_layer(&parse(
+        r#"name: "in" type: "HDF5Data" hdf5_data_param { source: "list.txt" batch_size: 1 }"#,
+    ))
+    .unwrap();
+    let tops = [Blob::shared(&[]), Blob::shared(&[])];
+    let e = data.setup(&[], &tops).unwrap_err().to_string();
+    assert!(e.contains("2 tops and 0 top names"), "{e}");
+    let dir = scratch("outside");
+    let out = dir.join("o.h5");
+    let mut output = crema::create_layer(&parse(&format!(
+        r#"name: "out" type: "HDF5Output" hdf5_output_param {{ file_name: "{}" }}"#,
+        out.display()
+    )))
+    .unwrap();
+    let e = output
+        .setup(&[Blob::shared(&[2, 3])], &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("writes two bottoms") && !out.exists(), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

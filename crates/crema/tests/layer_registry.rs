@@ -135,7 +135,7 @@ fn case(ty: &str, files: &Files) -> (String, Vec<Bottom>, usize) {
             vec![],
             2,
         ),
-        "HDF5Data" => (format!("hdf5_data_param {{ source: {:?} batch_size: 2 }}", files.h5_list), vec![], 2),
+        "HDF5Data" => (format!("top: \"data\" top: \"label\" hdf5_data_param {{ source: {:?} batch_size: 2 }}", files.h5_list), vec![], 2),
         "HDF5Output" => (format!("hdf5_output_param {{ file_name: {:?} }}", files.h5_out), vec![V, L], 0),
         // Sequences are T x N x ...: two steps of one stream.
         "RNN" | "LSTM" => (

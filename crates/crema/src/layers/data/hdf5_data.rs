@@ -105,6 +105,14 @@ impl Layer for HDF5DataLayer {
         if self.param.transform_param.is_some() {
             return Err(self.err("HDF5Data does not transform data."));
         }
+        // Each top reads the dataset its name gives, so every top needs one.
+        if top.is_empty() || self.param.top.len() != top.len() {
+            return Err(self.err(format!(
+                "HDF5Data reads the dataset named by each top: it has {} tops and {} top names",
+                top.len(),
+                self.param.top.len()
+            )));
+        }
         let p = self.param.hdf5_data_param.get_or_default();
         self.batch_size = p.batch_size() as usize;
         if self.batch_size == 0 {

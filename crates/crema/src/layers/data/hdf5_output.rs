@@ -56,7 +56,13 @@ impl Layer for HDF5OutputLayer {
         "HDF5Output"
     }
 
-    fn setup(&mut self, _bottom: &[SharedBlob], _top: &[SharedBlob]) -> Result<()> {
+    fn setup(&mut self, bottom: &[SharedBlob], _top: &[SharedBlob]) -> Result<()> {
+        if bottom.len() != 2 {
+            return Err(self.err(format!(
+                "HDF5Output writes two bottoms (data, label); it has {}",
+                bottom.len()
+            )));
+        }
         if self.file_name.is_empty() {
             return Err(self.err("hdf5_output_param.file_name is empty"));
         }
