@@ -96,6 +96,8 @@ impl Layer for CropLayer {
         let start = canonical_axis(p, &b0, cp.axis() as i64)?;
         let mut shape = b0.shape().to_vec();
         self.offsets = vec![0; shape.len()];
+        // Several arrays share the axis index here.
+        #[allow(clippy::needless_range_loop)]
         for i in start..shape.len() {
             let off = match cp.offset.len() {
                 0 => 0,

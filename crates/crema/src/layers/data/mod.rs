@@ -39,7 +39,7 @@ pub const REGISTRY: &[(&str, LayerCtor)] = &[
     ("Input", InputLayer::new),
     ("MemoryData", MemoryDataLayer::new),
     ("Split", SplitLayer::new),
-    ("WindowData", WindowDataLayer::new),
+    ("WindowData", WindowDataLayer::create),
 ];
 
 /// Forward of a prefetching data layer (Caffe's BasePrefetchingDataLayer):

@@ -533,7 +533,7 @@ pub struct WindowDataLayer {
 }
 
 impl WindowDataLayer {
-    pub fn new(param: &LayerParameter) -> Result<Box<dyn Layer>> {
+    pub fn create(param: &LayerParameter) -> Result<Box<dyn Layer>> {
         Ok(Box::new(WindowDataLayer {
             param: param.clone(),
             queue: None,

@@ -1,6 +1,6 @@
 //! WindowData: window-file parsing, and batches from real JPEGs in
 //! shared/data/images checked against the pixels read directly.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crema_proto::caffe::LayerParameter;
 
@@ -65,8 +65,8 @@ fn window_file(name: &str, text: &str) -> PathBuf {
 }
 
 fn layer_param(
-    source: &PathBuf,
-    root: &PathBuf,
+    source: &Path,
+    root: &Path,
     edit: impl FnOnce(&mut LayerParameter),
 ) -> LayerParameter {
     let mut p = LayerParameter::new();
@@ -110,12 +110,12 @@ fn expected(
     mirror: bool,
 ) -> Vec<f32> {
     let mut out = Vec::new();
-    for c in 0..3 {
+    for (c, m) in mean.iter().enumerate() {
         for h in 0..size {
             for w in 0..size {
                 let sw = if mirror { size - 1 - w } else { w };
                 let px = img.data[((y + h) * img.width + x + sw) * 3 + c] as f32;
-                out.push((px - mean[c]) * scale);
+                out.push((px - m) * scale);
             }
         }
     }
@@ -282,11 +282,10 @@ fn window_data_square_mode_and_bad_settings() {
         edit(&mut p);
         let mut l = create_layer(&p).unwrap();
         let top = vec![Blob::shared(&[]), Blob::shared(&[])];
-        let msg = l
-            .setup(&[], &top)
-            .err()
-            .expect("setup should fail")
-            .to_string();
+        let Err(e) = l.setup(&[], &top) else {
+            panic!("setup should refuse: {want}");
+        };
+        let msg = e.to_string();
         assert!(msg.contains(want), "{msg}");
     };
     refuse(

@@ -24,5 +24,5 @@ pub const REGISTRY: &[(&str, LayerCtor)] = &[
     ("Pooling", pooling::PoolingLayer::new),
     ("LRN", lrn::LRNLayer::new),
     ("InnerProduct", inner_product::InnerProductLayer::new),
-    ("SPP", spp::SPPLayer::new),
+    ("SPP", spp::SPPLayer::create),
 ];

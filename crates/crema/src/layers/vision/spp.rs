@@ -30,7 +30,7 @@ pub struct SPPLayer {
 }
 
 impl SPPLayer {
-    pub fn new(param: &LayerParameter) -> Result<Box<dyn Layer>> {
+    pub fn create(param: &LayerParameter) -> Result<Box<dyn Layer>> {
         let sp = param.spp_param.get_or_default();
         ensure!(
             param,
@@ -126,7 +126,7 @@ impl Layer for SPPLayer {
         }
         let mut width = 0;
         for (pool, out) in self.levels.iter_mut().zip(&self.pooled) {
-            pool.reshape(bottom, &[out.clone()])?;
+            pool.reshape(bottom, std::slice::from_ref(out))?;
             width += out.borrow().count_from(1);
         }
         top[0].borrow_mut().reshape(&[shape[0], width]);
@@ -141,7 +141,7 @@ impl Layer for SPPLayer {
         let y = t.data_mut();
         let mut off = 0;
         for (pool, out) in self.levels.iter_mut().zip(&self.pooled) {
-            pool.forward(bottom, &[out.clone()])?;
+            pool.forward(bottom, std::slice::from_ref(out))?;
             // Flatten + concat along axis 1: each item's level values side by side.
             let o = out.borrow();
             let dim = o.count_from(1);
@@ -180,7 +180,7 @@ impl Layer for SPPLayer {
             };
             off += dim;
             // Each level overwrites the bottom diff; the split sums them.
-            pool.backward(&[out.clone()], &[true], bottom)?;
+            pool.backward(std::slice::from_ref(out), &[true], bottom)?;
             let b = bottom[0].borrow();
             self.grad_sum
                 .iter_mut()
