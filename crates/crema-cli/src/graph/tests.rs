@@ -24,7 +24,7 @@ fn find<'a>(g: &'a NetGraph, kind: NodeKind, name: &str) -> Vec<(usize, &'a Node
         .collect()
 }
 
-fn edge<'a>(g: &'a NetGraph, from: usize, to: usize) -> Option<&'a Edge> {
+fn edge(g: &NetGraph, from: usize, to: usize) -> Option<&Edge> {
     g.edges.iter().find(|e| e.from == from && e.to == to)
 }
 
