@@ -26,16 +26,6 @@ pub struct EmbedLayer {
 impl EmbedLayer {
     pub fn create(param: &LayerParameter) -> Result<Box<dyn Layer>> {
         let ep = param.embed_param.get_or_default();
-        ensure!(
-            param,
-            ep.num_output() > 0,
-            "EmbedLayer num_output must be positive."
-        );
-        ensure!(
-            param,
-            ep.input_dim() > 0,
-            "EmbedLayer input_dim must be positive."
-        );
         Ok(Box::new(EmbedLayer {
             param: param.clone(),
             num_output: ep.num_output() as usize,
@@ -68,6 +58,16 @@ impl Layer for EmbedLayer {
     }
     fn setup(&mut self, _bottom: &[SharedBlob], _top: &[SharedBlob]) -> Result<()> {
         let ep = self.param.embed_param.get_or_default();
+        ensure!(
+            &self.param,
+            ep.num_output() > 0,
+            "EmbedLayer num_output must be positive."
+        );
+        ensure!(
+            &self.param,
+            ep.input_dim() > 0,
+            "EmbedLayer input_dim must be positive."
+        );
         let wrap = |which: &str, e: Error| Error::layer(&self.param, format!("{which}: {e}"));
         let mut w = Blob::new(&[self.input_dim, self.num_output]);
         fillers::fill(ep.weight_filler.get_or_default(), &mut w)
@@ -235,12 +235,10 @@ mod tests {
                 "{msg}"
             );
         }
-        let msg = crate::layers::create_layer(&param("Embed", |p| {
+        let p = param("Embed", |p| {
             p.embed_param.mut_or_insert_default().set_input_dim(3);
-        }))
-        .err()
-        .unwrap()
-        .to_string();
+        });
+        let msg = setup_error(&mut *layer(&p), &[idx()], &[empty()]);
         assert!(msg.contains("num_output must be positive"), "{msg}");
         let (b, t) = (idx(), empty());
         let mut l = layer(&embed(true));

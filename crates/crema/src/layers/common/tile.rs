@@ -19,17 +19,9 @@ pub struct TileLayer {
 
 impl TileLayer {
     pub fn create(param: &LayerParameter) -> Result<Box<dyn Layer>> {
-        let tp = param.tile_param.get_or_default();
-        ensure!(param, tp.has_tiles(), "tile_param.tiles must be specified");
-        ensure!(
-            param,
-            tp.tiles() > 0,
-            "Number of tiles must be positive (got {}).",
-            tp.tiles()
-        );
         Ok(Box::new(TileLayer {
             param: param.clone(),
-            tiles: tp.tiles() as usize,
+            tiles: 0,
             outer: 0,
             inner: 0,
         }))
@@ -41,6 +33,15 @@ impl Layer for TileLayer {
         "Tile"
     }
     fn setup(&mut self, _bottom: &[SharedBlob], _top: &[SharedBlob]) -> Result<()> {
+        let (p, tp) = (&self.param, self.param.tile_param.get_or_default());
+        ensure!(p, tp.has_tiles(), "tile_param.tiles must be specified");
+        ensure!(
+            p,
+            tp.tiles() > 0,
+            "Number of tiles must be positive (got {}).",
+            tp.tiles()
+        );
+        self.tiles = tp.tiles() as usize;
         Ok(())
     }
     fn reshape(&mut self, bottom: &[SharedBlob], top: &[SharedBlob]) -> Result<()> {
@@ -159,7 +160,7 @@ mod tests {
     #[test]
     fn tile_refuses_missing_or_nonpositive_tiles() {
         for p in [tile(None, None), tile(None, Some(0))] {
-            let msg = crate::layers::create_layer(&p).err().unwrap().to_string();
+            let msg = setup_error(&mut *layer(&p), &[x()], &[empty()]);
             assert!(msg.contains("tiles"), "{msg}");
         }
         let msg = setup_error(&mut *layer(&tile(Some(3), Some(2))), &[x()], &[empty()]);
