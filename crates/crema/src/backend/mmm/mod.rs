@@ -105,7 +105,8 @@ impl View {
 
     /// The view starting at element (i, j).
     ///
-    /// Safety: (i, j) lies inside the viewed matrix.
+    /// # Safety
+    /// (i, j) lies inside the viewed matrix.
     pub unsafe fn at(self, i: usize, j: usize) -> View {
         View {
             ptr: self.ptr.offset(i as isize * self.rs + j as isize * self.cs),
@@ -146,8 +147,9 @@ fn aligned(buf: &mut Vec<f32>, len: usize) -> *mut f32 {
 /// `C[m×n] = alpha·op(A)·op(B) + beta·C` on this thread, with C row-major at
 /// `c` with row stride `ldc`.
 ///
-/// Safety: `a` and `b` view m×k and k×n readable matrices, `c` an m×n
-/// writable one that nothing else touches during the call; m, n, k > 0.
+/// # Safety
+/// `a` and `b` view m×k and k×n readable matrices, `c` an m×n writable one
+/// that nothing else touches during the call; m, n, k > 0.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn gemm_serial(
     kern: &Kernel,
