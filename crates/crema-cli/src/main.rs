@@ -30,7 +30,10 @@ const FLAGS: &[FlagSpec] = &[
 const ACTIONS: &str = "commands:\n  train           train or finetune a model\n  test            score a model\n  device_query    show GPU diagnostic information\n  time            benchmark model execution time\n  dashboard       serve the dashboard of a recorded run: caffe dashboard DIR\n  plot            chart a log or event file: caffe plot LOG OUT.svg|OUT.png [--y loss|accuracy|lr]\n";
 
 fn usage() -> String {
-    format!("caffe: command line brew\nusage: caffe <command> <args>\n\n{ACTIONS}\n{}", flags::usage(FLAGS))
+    format!(
+        "caffe: command line brew\nusage: caffe <command> <args>\n\n{ACTIONS}\n{}",
+        flags::usage(FLAGS)
+    )
 }
 
 fn main() {

@@ -45,9 +45,20 @@ pub fn read_text_file<M: MessageFull>(path: &Path) -> Result<M> {
     let text = std::str::from_utf8(&bytes).map_err(|e| {
         let before = &bytes[..e.valid_up_to()];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
-        ProtoError::Text { file: name.clone(), line, column, message: "the file is not valid UTF-8".into() }
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let column = String::from_utf8_lossy(&before[line_start..])
+            .chars()
+            .count()
+            + 1;
+        ProtoError::Text {
+            file: name.clone(),
+            line,
+            column,
+            message: "the file is not valid UTF-8".into(),
+        }
     })?;
     parse(text, &name)
 }

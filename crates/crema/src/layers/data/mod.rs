@@ -51,7 +51,9 @@ pub(crate) fn forward_prefetched(
     top: &[SharedBlob],
 ) -> Result<()> {
     let queue = queue.ok_or_else(|| Error::layer(param, "forward before setup"))?;
-    let batch = queue.pop().map_err(|e| Error::layer(param, e.to_string()))?;
+    let batch = queue
+        .pop()
+        .map_err(|e| Error::layer(param, e.to_string()))?;
     {
         let mut data = top[0].borrow_mut();
         data.reshape(&batch.shape);
