@@ -69,6 +69,7 @@ impl Solver {
         self.smoothed_loss = 0.0;
         self.iterations_last = self.iter;
         let mut timer = Instant::now();
+        let mut wait_mark = crate::data::prefetch::total_wait();
         while self.iter < stop_iter {
             self.net.clear_param_diffs();
             let interval = self.param.test_interval();
@@ -116,9 +117,22 @@ impl Solver {
                     self.param.display(),
                     g(self.smoothed_loss)
                 );
+                let waited = crate::data::prefetch::total_wait();
+                let new_wait = waited.saturating_sub(wait_mark).as_secs_f32();
+                wait_mark = waited;
+                let steps = self.iter - self.iterations_last;
                 timer = Instant::now();
                 self.iterations_last = self.iter;
                 log_outputs(&self.net, "Train");
+                // How long forward sat waiting for prefetched batches (only
+                // for nets that prefetch): zero when loading keeps up.
+                if !waited.is_zero() && steps > 0 {
+                    log::info!(
+                        "    Data wait: {} ms per iteration ({}% of the time)",
+                        g(1000.0 * new_wait / steps as f32),
+                        g(100.0 * new_wait / if lapse != 0.0 { lapse } else { 1.0 })
+                    );
+                }
             }
             for h in &mut self.hooks {
                 h.on_gradients_ready(&mut self.net)?;
