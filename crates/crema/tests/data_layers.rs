@@ -234,7 +234,10 @@ fn missing_database_and_leveldb_are_setup_errors() {
     )
     .unwrap();
     let err = Net::from_param(&p).err().unwrap().to_string();
-    assert!(err.contains("LEVELDB"), "{err}");
+    assert!(
+        err.contains("nothing_here") && err.contains("leveldb") && err.contains("no such database"),
+        "{err}"
+    );
 }
 
 #[test]
