@@ -102,6 +102,17 @@ impl Flags {
 }
 
 /// The flags section of a usage message.
+/// A tool's start: installs the glog logger and parses the command line;
+/// on a flag error prints `tool: error` and gives the exit code to return.
+pub fn tool_start(tool: &str, specs: &[FlagSpec]) -> Result<Flags, std::process::ExitCode> {
+    crema::logging::init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    Flags::parse(&args, specs).map_err(|e| {
+        eprintln!("{tool}: {e}");
+        std::process::ExitCode::from(1)
+    })
+}
+
 pub fn usage(specs: &[FlagSpec]) -> String {
     let mut s = String::from("  Flags:\n");
     for f in specs {

@@ -8,8 +8,7 @@ use std::process::ExitCode;
 use crema::data::{decode_datum, parse_datum, Backend, ColorMode};
 use crema::proto::caffe::BlobProto;
 
-#[allow(dead_code)]
-use crema_cli::flags::{self, FlagSpec, Flags};
+use crema_cli::flags::{self, FlagSpec};
 use crema_cli::record_progress::RecordProgress;
 
 const SPECS: &[FlagSpec] = &[FlagSpec {
@@ -20,14 +19,9 @@ const SPECS: &[FlagSpec] = &[FlagSpec {
 }];
 
 fn main() -> ExitCode {
-    crema::logging::init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flags = match Flags::parse(&args, SPECS) {
+    let flags = match flags::tool_start("compute_image_mean", SPECS) {
         Ok(f) => f,
-        Err(e) => {
-            eprintln!("compute_image_mean: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let p = &flags.positional;
     if p.is_empty() || p.len() > 2 {

@@ -12,8 +12,7 @@ use std::process::ExitCode;
 use crema::data::{Backend, DbWriter};
 use crema::proto::caffe::Datum;
 
-#[allow(dead_code)]
-use crema_cli::flags::{self, FlagSpec, Flags};
+use crema_cli::flags::{self, FlagSpec};
 use crema_cli::record_progress::RecordProgress;
 
 const SPECS: &[FlagSpec] = &[FlagSpec {
@@ -31,14 +30,9 @@ const TRAIN_BATCHES: usize = 5;
 const COMMIT_EVERY: u64 = 1000;
 
 fn main() -> ExitCode {
-    crema::logging::init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flags = match Flags::parse(&args, SPECS) {
+    let flags = match flags::tool_start("convert_cifar_data", SPECS) {
         Ok(f) => f,
-        Err(e) => {
-            eprintln!("convert_cifar_data: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let p = &flags.positional;
     if p.len() < 2 || p.len() > 3 {

@@ -8,7 +8,6 @@ use std::process::ExitCode;
 
 use crema::data::{image_key, read_image_to_datum, Backend};
 
-#[allow(dead_code)]
 use crema_cli::flags::{self, FlagSpec, Flags};
 use crema_cli::record_progress::RecordProgress;
 
@@ -66,14 +65,9 @@ const SPECS: &[FlagSpec] = &[
 const COMMIT_EVERY: usize = 1000;
 
 fn main() -> ExitCode {
-    crema::logging::init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flags = match Flags::parse(&args, SPECS) {
+    let flags = match flags::tool_start("convert_imageset", SPECS) {
         Ok(f) => f,
-        Err(e) => {
-            eprintln!("convert_imageset: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     if flags.positional.len() < 3 {
         eprintln!(

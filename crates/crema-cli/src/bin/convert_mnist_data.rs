@@ -7,8 +7,7 @@ use std::process::ExitCode;
 use crema::data::{index_key, Backend};
 use crema::proto::caffe::Datum;
 
-#[allow(dead_code)]
-use crema_cli::flags::{self, FlagSpec, Flags};
+use crema_cli::flags::{self, FlagSpec};
 use crema_cli::record_progress::RecordProgress;
 
 const SPECS: &[FlagSpec] = &[FlagSpec {
@@ -22,14 +21,9 @@ const SPECS: &[FlagSpec] = &[FlagSpec {
 const COMMIT_EVERY: usize = 1000;
 
 fn main() -> ExitCode {
-    crema::logging::init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flags = match Flags::parse(&args, SPECS) {
+    let flags = match flags::tool_start("convert_mnist_data", SPECS) {
         Ok(f) => f,
-        Err(e) => {
-            eprintln!("convert_mnist_data: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     if flags.positional.len() != 3 {
         eprintln!(
