@@ -11,6 +11,7 @@ pub mod hdf5;
 pub mod layers;
 pub mod logging;
 pub mod net;
+pub mod parallel;
 pub mod rng;
 pub mod solvers;
 

@@ -17,6 +17,26 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 type LineWriter = Box<dyn Fn(&str) + Send + Sync>;
 static STDERR_WRITER: RwLock<Option<LineWriter>> = RwLock::new(None);
 static TO_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+/// Set in a data-parallel replica that is not the root: its INFO lines would
+/// repeat the root's, so only warnings and errors are written.
+static QUIET_PROCESS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+thread_local! {
+    static QUIET_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Drops INFO lines from the whole process (a non-root MPI rank).
+pub fn set_process_quiet(quiet: bool) {
+    QUIET_PROCESS.store(quiet, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Drops INFO lines from this thread (a non-root worker thread).
+pub fn set_thread_quiet(quiet: bool) {
+    QUIET_THREAD.with(|q| q.set(quiet));
+}
+
+fn quiet() -> bool {
+    QUIET_PROCESS.load(std::sync::atomic::Ordering::Relaxed) || QUIET_THREAD.with(|q| q.get())
+}
 
 /// Sends every log line meant for stderr through `writer` until cleared.
 pub fn set_stderr_writer(writer: LineWriter) {
@@ -85,7 +105,7 @@ pub fn init() {
 
 impl Log for GlogLogger {
     fn enabled(&self, metadata: &Metadata) -> bool {
-        metadata.level() <= self.min_level
+        metadata.level() <= self.min_level && (metadata.level() < Level::Info || !quiet())
     }
 
     fn log(&self, record: &Record) {

@@ -3,6 +3,7 @@
 //! pycaffe's `Solver.add_callback` all hang off this one trait.
 use std::path::PathBuf;
 
+use super::SolverAction;
 use crate::error::Result;
 use crate::net::Net;
 
@@ -33,6 +34,11 @@ pub struct TestEvent {
 
 /// Hooks into the training loop; every method has a do-nothing default.
 pub trait SolverHook {
+    /// When `step` begins, before any iteration: a data-parallel replica
+    /// takes the root's weights here.
+    fn on_train_start(&mut self, _net: &mut Net) -> Result<()> {
+        Ok(())
+    }
     /// Before an iteration's first forward pass (Caffe's Callback::on_start).
     fn on_start(&mut self, _iter: i32) -> Result<()> {
         Ok(())
@@ -46,4 +52,10 @@ pub trait SolverHook {
     fn on_test(&mut self, _event: &TestEvent) {}
     /// After a snapshot's files are written.
     fn on_snapshot(&mut self, _iter: i32, _files: &[PathBuf]) {}
+    /// Between iterations, given the action this process would take (a
+    /// signal's, or Stop after an interrupted test); returns the one to take.
+    /// Data-parallel replicas all take the root's, so they stop together.
+    fn sync_action(&mut self, action: SolverAction) -> Result<SolverAction> {
+        Ok(action)
+    }
 }

@@ -109,6 +109,9 @@ pub struct Solver {
     last_rate: f32,
     /// Mean of each test net output at the last test, per test net.
     mean_scores: Vec<Vec<f32>>,
+    /// False in a data-parallel replica other than the root, which trains
+    /// but neither tests, logs progress nor writes snapshots.
+    root: bool,
 }
 
 impl Solver {
@@ -148,6 +151,7 @@ impl Solver {
             action: None,
             hooks: Vec::new(),
             last_rate: 0.0,
+            root: true,
         };
         for w in &param.weights {
             solver.load_weights(w)?;
@@ -199,6 +203,15 @@ impl Solver {
     /// Sets the function polled for stop/snapshot requests (signal handlers).
     pub fn set_action_function(&mut self, f: ActionFn) {
         self.action = Some(f);
+    }
+
+    /// Makes this solver a non-root data-parallel replica (`false`) or the
+    /// root / a lone solver (`true`, the default).
+    pub fn set_root(&mut self, root: bool) {
+        self.root = root;
+    }
+    pub fn is_root(&self) -> bool {
+        self.root
     }
 
     /// Adds an observer of the loop (see `hooks`).

@@ -37,11 +37,17 @@ impl Solver {
         let start_iter = self.iter;
         self.step(self.param.max_iter() - self.iter)?;
         let snapshot = self.param.snapshot();
-        if self.param.snapshot_after_train() && (snapshot == 0 || self.iter % snapshot != 0) {
+        if self.root
+            && self.param.snapshot_after_train()
+            && (snapshot == 0 || self.iter % snapshot != 0)
+        {
             self.snapshot()?;
         }
         if self.requested_early_exit {
             log::info!("Optimization stopped early.");
+            return Ok(());
+        }
+        if !self.root {
             return Ok(());
         }
         // One more forward for the display and a last test, as Caffe does:
@@ -70,6 +76,9 @@ impl Solver {
         self.iterations_last = self.iter;
         let mut timer = Instant::now();
         let mut wait_mark = crate::data::prefetch::total_wait();
+        for h in &mut self.hooks {
+            h.on_train_start(&mut self.net)?;
+        }
         while self.iter < stop_iter {
             self.net.clear_param_diffs();
             let interval = self.param.test_interval();
@@ -77,12 +86,22 @@ impl Solver {
                 && self.iter % interval == 0
                 && (self.iter > 0 || self.param.test_initialization())
             {
-                self.test_all()?;
-                if self.requested_early_exit {
+                if self.root {
+                    self.test_all()?;
+                }
+                // A stop asked for during the root's test stops every replica.
+                let local = if self.requested_early_exit {
+                    SolverAction::Stop
+                } else {
+                    SolverAction::None
+                };
+                if self.sync_action(local)? == SolverAction::Stop {
+                    self.requested_early_exit = true;
                     break;
                 }
             }
-            let display = self.param.display() > 0 && self.iter % self.param.display() == 0;
+            let display =
+                self.root && self.param.display() > 0 && self.iter % self.param.display() == 0;
             self.net.set_debug_info(display && self.param.debug_info());
             for h in &mut self.hooks {
                 h.on_start(self.iter)?;
@@ -152,9 +171,12 @@ impl Solver {
                 }
             }
             self.iter += 1;
-            let request = self.requested_action();
+            let local = self.requested_action();
+            let request = self.sync_action(local)?;
             let snapshot = self.param.snapshot();
-            if (snapshot > 0 && self.iter % snapshot == 0) || request == SolverAction::Snapshot {
+            let due =
+                (snapshot > 0 && self.iter % snapshot == 0) || request == SolverAction::Snapshot;
+            if due && self.root {
                 self.snapshot()?;
             }
             if request == SolverAction::Stop {
@@ -163,6 +185,15 @@ impl Solver {
             }
         }
         Ok(())
+    }
+
+    /// The action every replica takes: the hooks' agreement on `local`.
+    fn sync_action(&mut self, local: SolverAction) -> Result<SolverAction> {
+        let mut action = local;
+        for h in &mut self.hooks {
+            action = h.sync_action(action)?;
+        }
+        Ok(action)
     }
 
     fn requested_action(&mut self) -> SolverAction {

@@ -4,9 +4,11 @@
 //! batches ahead.
 //! Tops: data (N x C x H x W, shaped from the first datum as Caffe does) and,
 //! when a second top is given, label (N).
+//! In data-parallel training a TRAIN-phase layer reads only its replica's
+//! share of the records (see `parallel::shard`).
 use std::path::Path;
 
-use crema_proto::caffe::LayerParameter;
+use crema_proto::caffe::{LayerParameter, Phase};
 
 use crate::blob::SharedBlob;
 use crate::data::{
@@ -14,6 +16,7 @@ use crate::data::{
 };
 use crate::error::{Error, Result};
 use crate::layers::Layer;
+use crate::parallel::{data_shard, DataShard};
 
 /// Fills batches from a database cursor: the work of the prefetch thread,
 /// also usable directly (a synchronous read of the same batches).
@@ -23,6 +26,10 @@ pub struct DbBatchLoader {
     batch_size: usize,
     output_labels: bool,
     source: String,
+    shard: DataShard,
+    /// The record index (counted from the start, across all shards) the
+    /// next datum has: a sharded reader seeks its random draws there.
+    next_index: u64,
 }
 
 impl DbBatchLoader {
@@ -35,16 +42,18 @@ impl DbBatchLoader {
         output_labels: bool,
     ) -> Result<(DbBatchLoader, Vec<usize>)> {
         let draws = RandomStart::draw(param);
-        Ok(DbBatchLoader::open(param, output_labels, draws, 0)?.0)
+        Ok(DbBatchLoader::open(param, output_labels, draws, 0, DataShard::WHOLE)?.0)
     }
 
     /// Opens the loader with its random start given, positioned after
-    /// `consumed` records have been read. Also returns the start it used.
+    /// `consumed` records have been read (by all shards together), reading
+    /// `shard`'s records from there. Also returns the start it used.
     fn open(
         param: &LayerParameter,
         output_labels: bool,
         start: RandomStart,
         consumed: u64,
+        shard: DataShard,
     ) -> Result<((DbBatchLoader, Vec<usize>), RandomStart)> {
         let lerr = |m: String| Error::layer(param, m);
         let dp = param.data_param.get_or_default();
@@ -69,7 +78,8 @@ impl DbBatchLoader {
             start.seed,
         )
         .map_err(|e| lerr(e.to_string()))?;
-        transformer.seek(consumed);
+        let first = consumed + shard.rank as u64;
+        transformer.seek(first);
         let mut cursor = Backend::from_proto(dp.backend())
             .open_cursor(Path::new(&source))
             .map_err(|e| lerr(e.to_string()))?;
@@ -79,7 +89,7 @@ impl DbBatchLoader {
         if start.skip > 0 && consumed == 0 {
             log::info!("Skipping first {} data points.", start.skip);
         }
-        for _ in 0..start.skip + consumed {
+        for _ in 0..start.skip + first {
             cursor.next_wrapping().map_err(|e| lerr(e.to_string()))?;
         }
         let key = String::from_utf8_lossy(cursor.key()).into_owned();
@@ -94,6 +104,8 @@ impl DbBatchLoader {
             batch_size,
             output_labels,
             source,
+            shard,
+            next_index: first,
         };
         Ok(((loader, shape), start))
     }
@@ -146,11 +158,18 @@ impl BatchLoader for DbBatchLoader {
                 );
             }
             let out = &mut batch.data[item * per_item..(item + 1) * per_item];
+            if self.shard.count > 1 {
+                // Crops and mirrors follow the record, not the reader.
+                self.transformer.seek(self.next_index);
+            }
             self.transformer.transform(&datum, out).map_err(at)?;
             if self.output_labels {
                 batch.label[item] = datum.label() as f32;
             }
-            self.cursor.next_wrapping()?;
+            for _ in 0..self.shard.count {
+                self.cursor.next_wrapping()?;
+            }
+            self.next_index += self.shard.count as u64;
         }
         Ok(())
     }
@@ -161,8 +180,11 @@ pub struct DataLayer {
     queue: Option<PrefetchQueue>,
     output_labels: bool,
     start: Option<RandomStart>,
-    /// Records handed to forward so far (batches times batch_size).
+    /// Records read so far by all shards together (batches times
+    /// batch_size times shards): where a resume on any number of replicas
+    /// starts reading.
     consumed: u64,
+    shard: DataShard,
 }
 
 impl DataLayer {
@@ -173,6 +195,11 @@ impl DataLayer {
             output_labels: false,
             start: None,
             consumed: 0,
+            shard: if param.phase() == Phase::TRAIN {
+                data_shard()
+            } else {
+                DataShard::WHOLE
+            },
         }))
     }
 
@@ -180,8 +207,13 @@ impl DataLayer {
     fn start_queue(&mut self, start: RandomStart) -> Result<Vec<usize>> {
         // The old thread (if any) stops before the new one opens the database.
         self.queue = None;
-        let ((loader, shape), start) =
-            DbBatchLoader::open(&self.param, self.output_labels, start, self.consumed)?;
+        let ((loader, shape), start) = DbBatchLoader::open(
+            &self.param,
+            self.output_labels,
+            start,
+            self.consumed,
+            self.shard,
+        )?;
         self.start = Some(start);
         let count = self.param.data_param.get_or_default().prefetch() as usize;
         self.queue = Some(PrefetchQueue::start(self.param.name(), count, loader)?);
@@ -220,7 +252,7 @@ impl Layer for DataLayer {
 
     fn forward(&mut self, _bottom: &[SharedBlob], top: &[SharedBlob]) -> Result<()> {
         super::forward_prefetched(&self.param, self.queue.as_ref(), top)?;
-        self.consumed += top[0].borrow().shape()[0] as u64;
+        self.consumed += (top[0].borrow().shape()[0] * self.shard.count) as u64;
         Ok(())
     }
 

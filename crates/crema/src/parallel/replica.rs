@@ -1,0 +1,100 @@
+//! Setting up one replica, and running N of them as threads.
+use super::{set_data_shard, thread_group, Communicator, DataShard, GradientSync};
+use crate::error::{Error, Result};
+use crate::solvers::Solver;
+
+/// Call on the replica's thread before building its solver: its data layers
+/// take shard `rank` of `size`, and only the root logs INFO lines.
+pub fn enter_replica(rank: usize, size: usize, quiet: impl FnOnce(bool)) {
+    set_data_shard(DataShard { rank, count: size });
+    quiet(rank > 0);
+}
+
+/// Makes a freshly built solver replica `comm.rank()` of `comm.size()`:
+/// only rank 0 tests, displays and snapshots; every update uses the mean
+/// gradient of all replicas; all start from rank 0's weights. Other ranks
+/// draw from `random_seed + rank` from here on (dropout masks differ per
+/// replica, as they differ per pass with iter_size), having drawn the same
+/// data-layer start as the root while their nets were built.
+pub fn join_replica(solver: &mut Solver, comm: Box<dyn Communicator>) {
+    let rank = comm.rank();
+    solver.set_root(rank == 0);
+    let seed = solver.param().random_seed();
+    if seed >= 0 && rank > 0 {
+        crate::rng::set_random_seed(seed as u64 + rank as u64);
+    }
+    solver.add_hook(Box::new(GradientSync::new(comm)));
+}
+
+/// Trains `workers` replicas on threads of this process (`caffe train
+/// --workers N`): `build(rank)` makes each replica's solver on its own
+/// thread, `run` trains it (e.g. `solve`). Returns each rank's result, or
+/// the first error (a failing worker stops the others at their next
+/// exchange, naming it). Kernels of all workers share rayon's global pool.
+pub fn train_on_threads<T: Send>(
+    workers: usize,
+    build: impl Fn(usize) -> Result<Solver> + Sync,
+    run: impl Fn(usize, &mut Solver) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    if workers == 0 {
+        return Err(Error::Other("--workers must be at least 1".into()));
+    }
+    let (build, run) = (&build, &run);
+    let results: Vec<Result<T>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = thread_group(workers)
+            .into_iter()
+            .enumerate()
+            .map(|(rank, mut comm)| {
+                std::thread::Builder::new()
+                    .name(format!("worker-{rank}"))
+                    .spawn_scoped(scope, move || {
+                        enter_replica(rank, workers, crate::logging::set_thread_quiet);
+                        let mut solver = match build(rank) {
+                            Ok(s) => s,
+                            Err(e) => {
+                                comm.abort(&e.to_string());
+                                return Err(e);
+                            }
+                        };
+                        join_replica(&mut solver, Box::new(comm));
+                        // On an error the solver (and with it the
+                        // communicator) is dropped, which frees the others.
+                        run(rank, &mut solver)
+                    })
+                    .map_err(|e| Error::Other(format!("cannot start worker {rank}: {e}")))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .enumerate()
+            .map(|(rank, h)| match h {
+                Ok(h) => h
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::Other(format!("worker {rank} panicked")))),
+                Err(e) => Err(e),
+            })
+            .collect()
+    });
+    // The first worker to fail for its own reason, not because another did.
+    let mut own_error = None;
+    let mut any_error = None;
+    let mut out = Vec::with_capacity(workers);
+    for r in results {
+        match r {
+            Ok(v) => out.push(v),
+            Err(e) => {
+                let msg = e.to_string();
+                if own_error.is_none() && !(msg.starts_with("worker ") && msg.contains(" stopped"))
+                {
+                    own_error = Some(e);
+                } else if any_error.is_none() {
+                    any_error = Some(e);
+                }
+            }
+        }
+    }
+    match own_error.or(any_error) {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
