@@ -9,7 +9,7 @@ mod solver_support;
 use std::path::Path;
 
 use crema::data::{index_key, LmdbWriter};
-use crema::parallel::train_on_threads;
+use crema::parallel::{join_replica, train_on_threads, Communicator};
 use crema::proto::caffe::{Datum, SolverParameter};
 use crema::{Error, Solver};
 use crema_proto::testdata::shared_data;
@@ -54,6 +54,13 @@ fn solver_param(db: &Path, max_iter: i32, iter_size: i32, prefix: &Path) -> Solv
     crema::proto::text::parse(&text, "data-parallel test solver").unwrap()
 }
 
+/// Builds a replica from `param` and hands it `comm`.
+fn replica(param: &SolverParameter, comm: Box<dyn Communicator>) -> crema::Result<Solver> {
+    let mut s = Solver::new(param)?;
+    join_replica(&mut s, comm);
+    Ok(s)
+}
+
 fn weights(s: &Solver) -> Vec<f32> {
     s.net()
         .learnable_params()
@@ -90,14 +97,11 @@ fn n_worker_threads_step_as_one_solver_with_iter_size_n() {
         assert_ne!(start, want);
 
         let param = solver_param(&db, 13, 1, &dir.join("replicas"));
-        let got = train_on_threads(
-            n as usize,
-            |_| Solver::new(&param),
-            |_, s| {
-                s.solve(None)?;
-                Ok(weights(s))
-            },
-        )
+        let got = train_on_threads(n as usize, |_, comm| {
+            let mut s = replica(&param, comm)?;
+            s.solve(None)?;
+            Ok(weights(&s))
+        })
         .unwrap();
         assert_eq!(got.len(), n as usize);
         for (rank, w) in got.iter().enumerate() {
@@ -120,7 +124,7 @@ fn a_snapshot_of_two_workers_resumes_in_one_process() {
     full.solve(None).unwrap();
 
     let half = solver_param(&db, 7, 1, &dir.join("half"));
-    train_on_threads(2, |_| Solver::new(&half), |_, s| s.solve(None)).unwrap();
+    train_on_threads(2, |_, comm| replica(&half, comm)?.solve(None)).unwrap();
     // Only the root wrote the snapshot, under the solver's own name.
     let state = dir.join("half_iter_7.solverstate");
     assert!(state.exists());
@@ -138,14 +142,11 @@ fn a_snapshot_of_two_workers_resumes_in_one_process() {
     // And back onto two workers from the one-process snapshot.
     let state = dir.join("full_iter_13.solverstate");
     let more = solver_param(&db, 20, 1, &dir.join("more"));
-    let got = train_on_threads(
-        2,
-        |_| Solver::new(&more),
-        |_, s| {
-            s.solve(Some(&state))?;
-            Ok(weights(s))
-        },
-    )
+    let got = train_on_threads(2, |_, comm| {
+        let mut s = replica(&more, comm)?;
+        s.solve(Some(&state))?;
+        Ok(weights(&s))
+    })
     .unwrap();
     let mut longer = Solver::new(&solver_param(&db, 20, 2, &dir.join("longer"))).unwrap();
     longer.solve(None).unwrap();
@@ -158,17 +159,14 @@ fn a_failing_worker_stops_the_others_with_its_error() {
     let db = dir.join("db");
     write_db(&db);
     let param = solver_param(&db, 50, 1, &dir.join("x"));
-    let err = train_on_threads(
-        2,
-        |_| Solver::new(&param),
-        |rank, s| {
-            if rank == 1 {
-                s.step(3)?;
-                return Err(Error::Other("worker one's disk vanished".into()));
-            }
-            s.solve(None)
-        },
-    )
+    let err = train_on_threads(2, |rank, comm| {
+        let mut s = replica(&param, comm)?;
+        if rank == 1 {
+            s.step(3)?;
+            return Err(Error::Other("worker one's disk vanished".into()));
+        }
+        s.solve(None)
+    })
     .unwrap_err()
     .to_string();
     assert!(err.contains("worker one's disk vanished"), "{err}");
@@ -225,14 +223,11 @@ fn lenet_on_two_workers_equals_iter_size_two_after_100_iterations() {
     single.solve(None).unwrap();
     let want = weights(&single);
     let param = solver(1);
-    let got = train_on_threads(
-        2,
-        |_| Solver::new(&param),
-        |_, s| {
-            s.solve(None)?;
-            Ok(weights(s))
-        },
-    )
+    let got = train_on_threads(2, |_, comm| {
+        let mut s = replica(&param, comm)?;
+        s.solve(None)?;
+        Ok(weights(&s))
+    })
     .unwrap();
     assert_close(&got[0], &want, 1e-5, "LeNet, 2 workers vs iter_size 2");
     assert_close(&got[1], &got[0], 0.0, "LeNet, rank 1 vs rank 0");

@@ -27,39 +27,29 @@ pub fn join_replica(solver: &mut Solver, comm: Box<dyn Communicator>) {
 }
 
 /// Trains `workers` replicas on threads of this process (`caffe train
-/// --workers N`): `build(rank)` makes each replica's solver on its own
-/// thread, `run` trains it (e.g. `solve`). Returns each rank's result, or
-/// the first error (a failing worker stops the others at their next
-/// exchange, naming it). Kernels of all workers share rayon's global pool.
+/// --workers N`). `work(rank, comm)` runs on each replica's thread after
+/// `enter_replica`: it builds the solver, hands it `comm` with
+/// `join_replica`, and trains. Returns each rank's result, or the first
+/// error: a failing worker drops its communicator, which stops the others
+/// at their next exchange. Kernels of all workers share rayon's pool.
 pub fn train_on_threads<T: Send>(
     workers: usize,
-    build: impl Fn(usize) -> Result<Solver> + Sync,
-    run: impl Fn(usize, &mut Solver) -> Result<T> + Sync,
+    work: impl Fn(usize, Box<dyn Communicator>) -> Result<T> + Sync,
 ) -> Result<Vec<T>> {
     if workers == 0 {
         return Err(Error::Other("--workers must be at least 1".into()));
     }
-    let (build, run) = (&build, &run);
+    let work = &work;
     let results: Vec<Result<T>> = std::thread::scope(|scope| {
         let handles: Vec<_> = thread_group(workers)
             .into_iter()
             .enumerate()
-            .map(|(rank, mut comm)| {
+            .map(|(rank, comm)| {
                 std::thread::Builder::new()
                     .name(format!("worker-{rank}"))
                     .spawn_scoped(scope, move || {
                         enter_replica(rank, workers, crate::logging::set_thread_quiet);
-                        let mut solver = match build(rank) {
-                            Ok(s) => s,
-                            Err(e) => {
-                                comm.abort(&e.to_string());
-                                return Err(e);
-                            }
-                        };
-                        join_replica(&mut solver, Box::new(comm));
-                        // On an error the solver (and with it the
-                        // communicator) is dropped, which frees the others.
-                        run(rank, &mut solver)
+                        work(rank, Box::new(comm))
                     })
                     .map_err(|e| Error::Other(format!("cannot start worker {rank}: {e}")))
             })
