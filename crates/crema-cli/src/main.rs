@@ -5,6 +5,8 @@
 mod test_cmd;
 mod progress;
 mod time;
+#[cfg(feature = "mpi")]
+mod mpi_comm;
 mod train;
 
 use crema_cli::{flags, netload};
@@ -25,6 +27,8 @@ const FLAGS: &[FlagSpec] = &[
     FlagSpec { name: "sigint_effect", boolean: false, default: "stop", help: "Optional; action to take when a SIGINT signal is received: snapshot, stop or none." },
     FlagSpec { name: "sighup_effect", boolean: false, default: "snapshot", help: "Optional; action to take when a SIGHUP signal is received: snapshot, stop or none." },
     FlagSpec { name: "dashboard", boolean: false, default: "", help: "Optional; serve a live training dashboard, at 127.0.0.1:8080 or at --dashboard=ADDR:PORT." },
+    FlagSpec { name: "workers", boolean: false, default: "1", help: "Optional; train data-parallel on this many worker threads (each reads its share of the batches; like iter_size N). Under mpirun, each rank is one worker." },
+    FlagSpec { name: "exchange_timeout", boolean: false, default: "900", help: "Optional; under mpirun, seconds a rank waits in a weight/gradient exchange (or for rank 0's test) before deciding a peer is gone and stopping the job." },
 ];
 
 const ACTIONS: &str = "commands:\n  train           train or finetune a model\n  test            score a model\n  device_query    show GPU diagnostic information\n  time            benchmark model execution time\n  dashboard       serve the dashboard of a recorded run: caffe dashboard DIR\n  plot            chart a log or event file: caffe plot LOG OUT.svg|OUT.png [--y loss|accuracy|lr]\n";

@@ -82,7 +82,6 @@ pub fn run(flags: &Flags) -> Result<(), String> {
     let on_sigint = effect_from_flag(flags.get("sigint_effect"))?;
     let on_sighup = effect_from_flag(flags.get("sighup_effect"))?;
     let level = flags.get_i64("level")? as i32;
-    let err = |e: crema::Error| e.to_string();
 
     let mut param = files::read_solver_text(solver_file).map_err(|e| e.to_string())?;
     let train_state = param.train_state.mut_or_insert_default();
@@ -105,25 +104,139 @@ pub fn run(flags: &Flags) -> Result<(), String> {
         param.weights.clear();
         param.weights.push(weights.to_string());
     }
-    // Layers are timed for the event record on display iterations.
-    let clock = std::rc::Rc::new(LayerClock::default());
-    let mut solver = Solver::with_factory(&param, &timed_factory(clock.clone())).map_err(err)?;
-    solver.set_action_function(signals.action_fn(on_sigint, on_sighup));
-    if let Some(bar) = crate::progress::ProgressHook::for_terminal(param.max_iter()) {
-        solver.add_hook(Box::new(bar));
+    let job = Job {
+        flags,
+        param: &param,
+        solver_file,
+        snapshot,
+        signals: &signals,
+        on_sigint,
+        on_sighup,
+    };
+    let workers = flags.get_i64("workers")?;
+    if workers < 1 {
+        return Err(format!("--workers must be at least 1, got {workers}"));
     }
-    if !snapshot.is_empty() {
-        log::info!("Resuming from {snapshot}");
-        solver.restore(Path::new(snapshot)).map_err(err)?;
+    if under_mpirun() {
+        if workers > 1 {
+            return Err("under mpirun each rank is one worker; drop --workers".into());
+        }
+        return train_mpi(&job);
     }
-    let dashboard = Some(flags.get("dashboard")).filter(|d| !d.is_empty());
-    let _server = dashboard::attach(&mut solver, &param, Path::new(solver_file), dashboard, clock)?;
-    log::info!("Starting Optimization");
-    solver.solve(None).map_err(err)?;
-    log::info!("Optimization Done.");
-    Ok(())
+    if workers == 1 {
+        return job.train_replica(0, None);
+    }
+    log::info!("Training data-parallel on {workers} worker threads");
+    crema::parallel::train_on_threads(workers as usize, |rank, comm| {
+        job.train_replica(rank, Some(comm))
+            .map_err(crema::Error::Other)
+    })
+    .map(|_| ())
+    .map_err(|e| e.to_string())
 }
 
+/// What every replica of one `caffe train` needs.
+struct Job<'a> {
+    flags: &'a Flags,
+    param: &'a crema::proto::caffe::SolverParameter,
+    solver_file: &'a str,
+    snapshot: &'a str,
+    signals: &'a SignalFlags,
+    on_sigint: SolverAction,
+    on_sighup: SolverAction,
+}
+
+impl Job<'_> {
+    /// Builds and trains one replica (the only one when `comm` is None). The
+    /// root alone takes signals, draws the progress bar and feeds the dashboard.
+    fn train_replica(
+        &self,
+        rank: usize,
+        comm: Option<Box<dyn crema::parallel::Communicator>>,
+    ) -> Result<(), String> {
+        let err = |e: crema::Error| e.to_string();
+        // Layers are timed for the event record on display iterations.
+        let clock = std::rc::Rc::new(LayerClock::default());
+        let mut solver =
+            Solver::with_factory(self.param, &timed_factory(clock.clone())).map_err(err)?;
+        if let Some(comm) = comm {
+            crema::parallel::join_replica(&mut solver, comm);
+        }
+        let root = rank == 0;
+        if root {
+            solver.set_action_function(self.signals.action_fn(self.on_sigint, self.on_sighup));
+            if let Some(bar) = crate::progress::ProgressHook::for_terminal(self.param.max_iter()) {
+                solver.add_hook(Box::new(bar));
+            }
+        }
+        if !self.snapshot.is_empty() {
+            log::info!("Resuming from {}", self.snapshot);
+            solver.restore(Path::new(self.snapshot)).map_err(err)?;
+        }
+        let dashboard = Some(self.flags.get("dashboard")).filter(|d| root && !d.is_empty());
+        let _server = if root {
+            dashboard::attach(
+                &mut solver,
+                self.param,
+                Path::new(self.solver_file),
+                dashboard,
+                clock,
+            )?
+        } else {
+            None
+        };
+        log::info!("Starting Optimization");
+        solver.solve(None).map_err(err)?;
+        log::info!("Optimization Done.");
+        Ok(())
+    }
+}
+
+/// Whether mpirun started this process (then it is one rank of a job).
+fn under_mpirun() -> bool {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
+}
+
+#[cfg(not(feature = "mpi"))]
+fn train_mpi(_job: &Job) -> Result<(), String> {
+    Err("this caffe was started by mpirun but built without MPI support; build crema-cli with `--features mpi` (needs libopenmpi-dev), or run it without mpirun".into())
+}
+
+/// One rank of `mpirun -np N caffe train`: rank 0 logs, tests, snapshots and
+/// takes signals; every rank trains on its share of the data.
+#[cfg(feature = "mpi")]
+fn train_mpi(job: &Job) -> Result<(), String> {
+    use crema::parallel::Communicator;
+    let (mpi, comm) = crate::mpi_comm::Mpi::init()?;
+    let (rank, size) = (comm.rank(), comm.size());
+    crema::logging::set_process_quiet(rank > 0);
+    // Ranks on one machine split its cores rather than each taking all
+    // (set before the kernels' thread pool starts; no other thread runs yet).
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = (cores / crate::mpi_comm::local_size()).max(1);
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    }
+    let timeout = job.flags.get_i64("exchange_timeout")?.max(1) as u64;
+    comm.watch(std::time::Duration::from_secs(timeout));
+    log::info!("MPI: {size} ranks; rank 0 tests, displays and snapshots");
+    crema::parallel::enter_replica(rank, size, |_| {});
+    match job.train_replica(rank, Some(Box::new(comm))) {
+        Ok(()) => {
+            drop(mpi);
+            Ok(())
+        }
+        Err(e) => {
+            // Not MPI_Finalize: the others may be inside a collective.
+            // Exiting makes mpirun stop the job and name this rank.
+            log::error!("rank {rank} of {size}: {e}");
+            std::mem::forget(mpi);
+            std::process::exit(1);
+        }
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
