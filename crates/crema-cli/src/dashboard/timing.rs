@@ -170,6 +170,13 @@ impl Layer for TimedLayer {
     fn default_loss_weight(&self, top_index: usize) -> f32 {
         self.inner.default_loss_weight(top_index)
     }
+    // Without these a resumed `caffe train` restarted its data at record 0.
+    fn data_position(&self) -> Option<u64> {
+        self.inner.data_position()
+    }
+    fn seek_data(&mut self, records: u64) -> crema::Result<()> {
+        self.inner.seek_data(records)
+    }
 }
 
 /// A layer factory for `Solver::with_factory` that times every layer.
