@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::Communicator;
 use crate::error::Result;
 use crate::net::Net;
-use crate::solvers::{SolverAction, SolverHook};
+use crate::solvers::{DisplayEvent, SolverAction, SolverHook};
 
 /// Gradient exchange for one replica (Caffe's NCCL callback: all-reduce, then
 /// scale by 1/N, so the update sees the mean gradient over replicas).
@@ -15,6 +15,8 @@ pub struct GradientSync {
     flat: Vec<f32>,
     /// Time spent in collectives, for the benchmark's report.
     comm_time: Duration,
+    /// `comm_time` and the iteration at the last display.
+    shown: (Duration, i32),
 }
 
 impl GradientSync {
@@ -23,6 +25,7 @@ impl GradientSync {
             comm,
             flat: Vec::new(),
             comm_time: Duration::ZERO,
+            shown: (Duration::ZERO, 0),
         }
     }
 
@@ -88,6 +91,23 @@ impl SolverHook for GradientSync {
         self.scatter(net, true, 1.0 / n as f32);
         self.comm_time += t.elapsed();
         Ok(())
+    }
+
+    /// Logs the exchange's share of the time beside Caffe's display lines.
+    fn on_display(&mut self, event: &DisplayEvent) {
+        let (before, at) = self.shown;
+        self.shown = (self.comm_time, event.iter);
+        let steps = event.iter - at;
+        if self.comm.size() == 1 || steps <= 0 || event.iters_per_s <= 0.0 {
+            return;
+        }
+        let per_iter = (self.comm_time - before).as_secs_f32() / steps as f32;
+        log::info!(
+            "    Gradient exchange ({} replicas): {:.1} ms per iteration ({:.1}% of the time)",
+            self.comm.size(),
+            1000.0 * per_iter,
+            100.0 * per_iter * event.iters_per_s
+        );
     }
 
     fn sync_action(&mut self, action: SolverAction) -> Result<SolverAction> {
