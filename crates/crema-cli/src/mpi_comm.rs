@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mpi::collective::SystemOperation;
-use mpi::environment::Universe;
+use mpi::environment::{Threading, Universe};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator as _, CommunicatorCollectives as _, Root as _};
 
@@ -30,8 +30,13 @@ pub struct Mpi {
 }
 
 impl Mpi {
-    pub fn init() -> Result<(Mpi, MpiComm), String> {
-        let universe = mpi::initialize().ok_or("MPI was already initialized")?;
+    /// Initializes MPI for calls from any one thread at a time (the
+    /// overlapped exchange makes them from its own thread). Also says
+    /// whether the library granted that.
+    pub fn init() -> Result<(Mpi, MpiComm, bool), String> {
+        let (universe, level) = mpi::initialize_with_threading(Threading::Serialized)
+            .ok_or("MPI was already initialized")?;
+        let any_thread = level >= Threading::Serialized;
         let world = universe.world();
         let comm = MpiComm::new(world);
         Ok((
@@ -39,6 +44,7 @@ impl Mpi {
                 _universe: universe,
             },
             comm,
+            any_thread,
         ))
     }
 }
@@ -56,8 +62,9 @@ pub struct MpiComm {
 }
 
 // SAFETY: the communicator is only ever used by one thread at a time (the
-// training thread); MPI is initialized for that (MPI_THREAD_SINGLE calls
-// from the main thread).
+// training thread, or the exchange thread it hands the communicator to);
+// MPI is initialized with MPI_THREAD_SERIALIZED for that, and the overlap is
+// only used when the library grants it.
 unsafe impl Send for MpiComm {}
 
 impl MpiComm {

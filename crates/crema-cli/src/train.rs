@@ -112,6 +112,7 @@ pub fn run(flags: &Flags) -> Result<(), String> {
         signals: &signals,
         on_sigint,
         on_sighup,
+        overlap: flags.get("exchange_overlap") == "true",
     };
     let workers = flags.get_i64("workers")?;
     if workers < 1 {
@@ -144,6 +145,8 @@ struct Job<'a> {
     signals: &'a SignalFlags,
     on_sigint: SolverAction,
     on_sighup: SolverAction,
+    /// Exchange each layer's gradients as its backward finishes.
+    overlap: bool,
 }
 
 impl Job<'_> {
@@ -160,7 +163,7 @@ impl Job<'_> {
         let mut solver =
             Solver::with_factory(self.param, &timed_factory(clock.clone())).map_err(err)?;
         if let Some(comm) = comm {
-            crema::parallel::join_replica(&mut solver, comm);
+            crema::parallel::join_replica(&mut solver, comm, self.overlap).map_err(err)?;
         }
         let root = rank == 0;
         if root {
@@ -209,7 +212,7 @@ fn train_mpi(_job: &Job) -> Result<(), String> {
 #[cfg(feature = "mpi")]
 fn train_mpi(job: &Job) -> Result<(), String> {
     use crema::parallel::Communicator;
-    let (mpi, comm) = crate::mpi_comm::Mpi::init()?;
+    let (mpi, comm, any_thread) = crate::mpi_comm::Mpi::init()?;
     let (rank, size) = (comm.rank(), comm.size());
     crema::logging::set_process_quiet(rank > 0);
     // Ranks on one machine split its cores rather than each taking all
@@ -223,6 +226,11 @@ fn train_mpi(job: &Job) -> Result<(), String> {
     comm.watch(std::time::Duration::from_secs(timeout));
     log::info!("MPI: {size} ranks; rank 0 tests, displays and snapshots");
     crema::parallel::enter_replica(rank, size, |_| {});
+    let mut job = Job { ..*job };
+    if job.overlap && !any_thread {
+        log::warn!("this MPI library does not allow calls from a second thread; the gradient exchange will not overlap backward");
+        job.overlap = false;
+    }
     match job.train_replica(rank, Some(Box::new(comm))) {
         Ok(()) => {
             drop(mpi);

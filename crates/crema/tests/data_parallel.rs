@@ -54,10 +54,18 @@ fn solver_param(db: &Path, max_iter: i32, iter_size: i32, prefix: &Path) -> Solv
     crema::proto::text::parse(&text, "data-parallel test solver").unwrap()
 }
 
-/// Builds a replica from `param` and hands it `comm`.
+/// Builds a replica from `param` and hands it `comm` (blocking exchange).
 fn replica(param: &SolverParameter, comm: Box<dyn Communicator>) -> crema::Result<Solver> {
+    replica_with(param, comm, false)
+}
+
+fn replica_with(
+    param: &SolverParameter,
+    comm: Box<dyn Communicator>,
+    overlap: bool,
+) -> crema::Result<Solver> {
     let mut s = Solver::new(param)?;
-    join_replica(&mut s, comm);
+    join_replica(&mut s, comm, overlap)?;
     Ok(s)
 }
 
@@ -67,6 +75,10 @@ fn weights(s: &Solver) -> Vec<f32> {
         .iter()
         .flat_map(|p| p.borrow().data().to_vec())
         .collect()
+}
+
+fn bits(w: &[f32]) -> Vec<u32> {
+    w.iter().map(|v| v.to_bits()).collect()
 }
 
 /// `got` within `rel` of `want` in norm: |got - want| <= rel |want|.
@@ -104,6 +116,19 @@ fn n_worker_threads_step_as_one_solver_with_iter_size_n() {
         })
         .unwrap();
         assert_eq!(got.len(), n as usize);
+        // Exchanged layer by layer during backward, the sums are the same
+        // sums: the weights match the blocking exchange's bit for bit.
+        let overlapped = train_on_threads(n as usize, |_, comm| {
+            let mut s = replica_with(&param, comm, true)?;
+            s.solve(None)?;
+            Ok(weights(&s))
+        })
+        .unwrap();
+        assert_eq!(
+            bits(&overlapped[0]),
+            bits(&got[0]),
+            "{n} workers, overlapped"
+        );
         for (rank, w) in got.iter().enumerate() {
             assert_close(w, &want, 1e-5, &format!("{n} workers, rank {rank}"));
             // Every replica holds the same weights, bit for bit.
@@ -230,5 +255,18 @@ fn lenet_on_two_workers_equals_iter_size_two_after_100_iterations() {
     })
     .unwrap();
     assert_close(&got[0], &want, 1e-5, "LeNet, 2 workers vs iter_size 2");
+    // ip1's 400k gradients leave in their own bucket while conv2 and conv1
+    // still run backward; the sums, and so the weights, are the same bits.
+    let overlapped = train_on_threads(2, |_, comm| {
+        let mut s = replica_with(&param, comm, true)?;
+        s.solve(None)?;
+        Ok(weights(&s))
+    })
+    .unwrap();
+    assert_eq!(
+        bits(&overlapped[0]),
+        bits(&got[0]),
+        "LeNet, overlapped exchange"
+    );
     assert_close(&got[1], &got[0], 0.0, "LeNet, rank 1 vs rank 0");
 }

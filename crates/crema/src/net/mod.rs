@@ -73,6 +73,9 @@ pub struct Net {
     output_blob_ids: Vec<usize>,
     memory_used: usize,
     debug_info: bool,
+    /// Told each layer's index right after its backward (see
+    /// `set_backward_observer`).
+    backward_observer: Option<Box<dyn FnMut(usize)>>,
 }
 
 impl Net {
@@ -113,6 +116,7 @@ impl Net {
             output_blob_ids: Vec::new(),
             memory_used: 0,
             debug_info: false,
+            backward_observer: None,
         }
     }
 
@@ -252,6 +256,17 @@ impl Net {
         &self.param_layer_indices
     }
     /// Maps each net param to its learnable param (its owner's for shared ones).
+    /// Net param ids of each layer's parameter blobs, layer by layer.
+    pub fn param_id_vecs(&self) -> &[Vec<usize>] {
+        &self.param_id_vecs
+    }
+    /// Sets (or clears) a function told each layer's index as soon as that
+    /// layer's backward has run (Caffe's after-backward callbacks): data-
+    /// parallel training starts exchanging its gradients while the layers
+    /// below still compute.
+    pub fn set_backward_observer(&mut self, observer: Option<Box<dyn FnMut(usize)>>) {
+        self.backward_observer = observer;
+    }
     pub fn learnable_param_ids(&self) -> &[usize] {
         &self.learnable_param_ids
     }

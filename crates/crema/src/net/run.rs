@@ -89,6 +89,9 @@ impl Net {
             if self.debug_info {
                 self.backward_debug_info(i);
             }
+            if let Some(observe) = self.backward_observer.as_mut() {
+                observe(i);
+            }
         }
         Ok(())
     }

@@ -10,6 +10,7 @@
 //! How replicas talk is the `Communicator` trait: shared memory between
 //! threads here (`threads`), MPI in the `caffe` binary; NCCL plugs in later.
 mod comm;
+mod exchange_thread;
 mod gradient_sync;
 mod replica;
 mod shard;

@@ -16,14 +16,23 @@ pub fn enter_replica(rank: usize, size: usize, quiet: impl FnOnce(bool)) {
 /// draw from `random_seed + rank` from here on (dropout masks differ per
 /// replica, as they differ per pass with iter_size), having drawn the same
 /// data-layer start as the root while their nets were built.
-pub fn join_replica(solver: &mut Solver, comm: Box<dyn Communicator>) {
+///
+/// With `overlap` (and iter_size 1), each layer's gradients start their
+/// exchange as soon as its backward is done, on a thread of their own.
+pub fn join_replica(solver: &mut Solver, comm: Box<dyn Communicator>, overlap: bool) -> Result<()> {
     let rank = comm.rank();
     solver.set_root(rank == 0);
     let seed = solver.param().random_seed();
     if seed >= 0 && rank > 0 {
         crate::rng::set_random_seed(seed as u64 + rank as u64);
     }
-    solver.add_hook(Box::new(GradientSync::new(comm)));
+    let sync = if overlap && solver.param().iter_size() == 1 && comm.size() > 1 {
+        GradientSync::overlapped(comm, solver.net_mut())?
+    } else {
+        GradientSync::new(comm)
+    };
+    solver.add_hook(Box::new(sync));
+    Ok(())
 }
 
 /// Trains `workers` replicas on threads of this process (`caffe train
