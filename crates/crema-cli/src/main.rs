@@ -28,7 +28,7 @@ const FLAGS: &[FlagSpec] = &[
     FlagSpec { name: "sighup_effect", boolean: false, default: "snapshot", help: "Optional; action to take when a SIGHUP signal is received: snapshot, stop or none." },
     FlagSpec { name: "dashboard", boolean: false, default: "", help: "Optional; serve a live training dashboard, at 127.0.0.1:8080 or at --dashboard=ADDR:PORT." },
     FlagSpec { name: "workers", boolean: false, default: "1", help: "Optional; train data-parallel on this many worker threads (each reads its share of the batches; like iter_size N). Under mpirun, each rank is one worker." },
-    FlagSpec { name: "exchange_overlap", boolean: true, default: "true", help: "Optional; with --workers or mpirun, exchange each layer's gradients while the layers below still run backward (with iter_size 1)." },
+    FlagSpec { name: "exchange_overlap", boolean: false, default: "auto", help: "Optional; with --workers or mpirun (and iter_size 1), exchange each layer's gradients while the layers below still run backward: true, false, or auto (only when MPI ranks span several machines: on shared cores the exchange thread slows the math more than it hides)." },
     FlagSpec { name: "exchange_timeout", boolean: false, default: "900", help: "Optional; under mpirun, seconds a rank waits in a weight/gradient exchange (or for rank 0's test) before deciding a peer is gone and stopping the job." },
 ];
 

@@ -24,6 +24,14 @@ pub fn local_size() -> usize {
         .unwrap_or(1)
 }
 
+/// Whether the job's ranks run on more than one machine.
+pub fn spans_machines() -> bool {
+    let world: Option<usize> = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.parse().ok());
+    world.is_some_and(|w| local_size() < w)
+}
+
 /// MPI, initialized for the life of the value (finalized on drop).
 pub struct Mpi {
     _universe: Universe,

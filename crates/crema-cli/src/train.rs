@@ -112,8 +112,20 @@ pub fn run(flags: &Flags) -> Result<(), String> {
         signals: &signals,
         on_sigint,
         on_sighup,
-        overlap: flags.get("exchange_overlap") == "true",
+        overlap: false,
     };
+    let overlap = match flags.get("exchange_overlap") {
+        "true" => Some(true),
+        "false" => Some(false),
+        "auto" => None,
+        other => {
+            return Err(format!(
+                "Invalid --exchange_overlap \"{other}\" (use true, false or auto)"
+            ))
+        }
+    };
+    let mut job = job;
+    job.overlap = overlap.unwrap_or(false);
     let workers = flags.get_i64("workers")?;
     if workers < 1 {
         return Err(format!("--workers must be at least 1, got {workers}"));
@@ -121,6 +133,12 @@ pub fn run(flags: &Flags) -> Result<(), String> {
     if under_mpirun() {
         if workers > 1 {
             return Err("under mpirun each rank is one worker; drop --workers".into());
+        }
+        // auto: overlap only across machines, where the exchange waits on
+        // the network, not on the cores the math needs.
+        #[cfg(feature = "mpi")]
+        {
+            job.overlap = overlap.unwrap_or_else(crate::mpi_comm::spans_machines);
         }
         return train_mpi(&job);
     }

@@ -163,7 +163,13 @@ fn two_mpi_ranks_train_lenet_as_iter_size_two_and_resume_on_one() {
         "train",
         &format!("--solver={}", s1.display()),
     ]));
-    let log = run(mpi.args(["train", &format!("--solver={}", s2.display())]));
+    // The overlapped exchange (off by default on one machine): MPI calls
+    // then come from the exchange thread.
+    let log = run(mpi.args([
+        "train",
+        "--exchange_overlap=true",
+        &format!("--solver={}", s2.display()),
+    ]));
     assert!(log.contains("MPI: 2 ranks"), "{log}");
     assert_eq!(log.matches("] Iteration 10 (").count(), 1, "{log}");
     assert_close(
@@ -316,4 +322,41 @@ fn killing_one_rank_ends_the_job_naming_it_and_the_snapshot_resumes() {
     assert!(d
         .join(format!("after_iter_{}.caffemodel", last + 10))
         .exists());
+}
+
+#[test]
+fn parallel_flag_errors_say_what_is_wrong() {
+    let d = dir("flags");
+    let s = d.join("solver.prototxt");
+    std::fs::write(
+        &s,
+        "net: \"none.prototxt\"\nbase_lr: 0.01\nlr_policy: \"fixed\"\n",
+    )
+    .unwrap();
+    let solver = format!("--solver={}", s.display());
+    let fails = |args: &[&str], envs: &[(&str, &str)], needle: &str| {
+        let out = caffe(args).envs(envs.iter().copied()).output().unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success() && log.contains(needle),
+            "{args:?}: {log}"
+        );
+    };
+    fails(
+        &["train", "--workers", "0", &solver],
+        &[],
+        "--workers must be at least 1, got 0",
+    );
+    fails(
+        &["train", "--exchange_overlap=maybe", &solver],
+        &[],
+        "Invalid --exchange_overlap \"maybe\"",
+    );
+    if !cfg!(feature = "mpi") {
+        fails(
+            &["train", &solver],
+            &[("OMPI_COMM_WORLD_SIZE", "2")],
+            "built without MPI support",
+        );
+    }
 }
