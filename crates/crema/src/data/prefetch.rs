@@ -52,6 +52,7 @@ impl PrefetchQueue {
         let thread = std::thread::Builder::new()
             .name(format!("prefetch {name}"))
             .spawn(move || {
+                lower_priority();
                 // Ends when the queue is dropped (free sender gone) or after
                 // reporting the first error.
                 while let Ok(mut batch) = free_rx.recv() {
@@ -204,5 +205,27 @@ mod tests {
         let _ = q.pop().unwrap();
         // Two pops each waited for a 30 ms load (other tests only add).
         assert!(total_wait() - before >= Duration::from_millis(40));
+    }
+}
+
+/// Loading runs at the lowest CPU priority (nice 19, this thread only; the
+/// `CREMA_PREFETCH_NICE` variable sets another). On a machine whose cores
+/// the math keeps busy, a loader at equal priority takes a core from a
+/// parallel kernel, whose other half then waits for it: the whole decode
+/// time lands on the iteration. At low priority it fills the kernels' idle
+/// gaps instead, and when it falls behind, forward waits, the cores go
+/// idle, and it runs.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let nice = std::env::var("CREMA_PREFETCH_NICE")
+            .ok()
+            .and_then(|v| v.parse::<i32>().ok())
+            .unwrap_or(19);
+        // SAFETY: plain syscalls on this thread's own id.
+        unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, nice);
+        }
     }
 }
