@@ -270,3 +270,59 @@ fn lenet_on_two_workers_equals_iter_size_two_after_100_iterations() {
     );
     assert_close(&got[1], &got[0], 0.0, "LeNet, rank 1 vs rank 0");
 }
+
+/// ImageData on the shipped photos, shuffled each epoch, random crops and
+/// mirrors: 2 workers read alternate entries of the sequence one process
+/// reads, each entry with the crop and mirror one process draws for it.
+#[test]
+fn image_data_workers_read_their_share_of_the_shuffled_list() {
+    let Some(data) = shared_data() else {
+        eprintln!("skipped: shared/data not found");
+        return;
+    };
+    let dir = scratch_dir("parallel-images");
+    let mut photos: Vec<_> = std::fs::read_dir(data.join("images"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+        .collect();
+    photos.sort();
+    assert!(photos.len() >= 4, "too few photos");
+    let list: String = photos
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{} {}\n", p.display(), i % 3))
+        .collect();
+    std::fs::write(dir.join("list.txt"), list).unwrap();
+    let param = |iter_size: i32| -> SolverParameter {
+        let text = format!(
+            r#"net_param {{ name: "photos"
+                 layer {{ name: "data" type: "ImageData" top: "data" top: "label"
+                         transform_param {{ crop_size: 12 mirror: true scale: 0.004 }}
+                         image_data_param {{ source: "{list}" batch_size: 3 new_height: 16
+                                            new_width: 16 shuffle: true }} }}
+                 layer {{ name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
+                         inner_product_param {{ num_output: 3 weight_filler {{ type: "gaussian" std: 0.01 }} }} }}
+                 layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }} }}
+               base_lr: 0.05 momentum: 0.9 lr_policy: "fixed" max_iter: 9 iter_size: {iter_size}
+               random_seed: 5 snapshot_after_train: false"#,
+            list = dir.join("list.txt").display()
+        );
+        crema::proto::text::parse(&text, "image data solver").unwrap()
+    };
+    let mut single = Solver::new(&param(2)).unwrap();
+    single.solve(None).unwrap();
+    let p = param(1);
+    let got = train_on_threads(2, |_, comm| {
+        let mut s = replica(&p, comm)?;
+        s.solve(None)?;
+        Ok(weights(&s))
+    })
+    .unwrap();
+    assert_close(
+        &got[0],
+        &weights(&single),
+        1e-5,
+        "ImageData, 2 workers vs iter_size 2",
+    );
+}

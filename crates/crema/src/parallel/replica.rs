@@ -26,6 +26,16 @@ pub fn join_replica(solver: &mut Solver, comm: Box<dyn Communicator>, overlap: b
     if seed >= 0 && rank > 0 {
         crate::rng::set_random_seed(seed as u64 + rank as u64);
     }
+    if rank == 0 && comm.size() > 1 {
+        for (layer, name) in solver.net().layers().iter().zip(solver.net().layer_names()) {
+            let kind = layer.type_name();
+            if matches!(kind, "HDF5Data" | "MemoryData" | "WindowData" | "Python") {
+                log::warn!(
+                    "layer {name} ({kind}) does not split its data between replicas: every replica reads the same records (Data and ImageData layers do split)"
+                );
+            }
+        }
+    }
     let sync = if overlap && solver.param().iter_size() == 1 && comm.size() > 1 {
         GradientSync::overlapped(comm, solver.net_mut())?
     } else {

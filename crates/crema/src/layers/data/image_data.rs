@@ -1,10 +1,11 @@
 //! ImageData: images named in a list file (`<file> <label>` per line, the
 //! label after the last space), read from `root_folder` + file, optionally
 //! resized to new_height x new_width, gray or colour, shuffled each epoch
-//! when asked, transformed, and prefetched like Data.
+//! when asked, transformed, and prefetched like Data. In data-parallel
+//! training each replica reads its share of the entries (`parallel::shard`).
 use std::path::Path;
 
-use crema_proto::caffe::LayerParameter;
+use crema_proto::caffe::{LayerParameter, Phase};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -12,6 +13,7 @@ use crate::blob::SharedBlob;
 use crate::data::{Batch, BatchLoader, ColorMode, DataTransformer, Image, PrefetchQueue};
 use crate::error::{Error, Result};
 use crate::layers::Layer;
+use crate::parallel::{data_shard, DataShard};
 
 /// Reads list-file lines into (file, label) pairs; a bad line names its number.
 pub fn read_image_list(path: &Path) -> Result<Vec<(String, i32)>> {
@@ -46,6 +48,11 @@ pub struct ImageBatchLoader {
     shuffle: Option<ChaCha8Rng>,
     transformer: DataTransformer,
     batch_size: usize,
+    /// In data-parallel training (TRAIN phase), this replica's share: list
+    /// entries i mod count of the (shuffled, wrapping) sequence one process
+    /// would read, with each entry's crop and mirror drawn for its index.
+    shard: DataShard,
+    next_index: u64,
 }
 
 impl ImageBatchLoader {
@@ -100,7 +107,17 @@ impl ImageBatchLoader {
             shuffle,
             transformer,
             batch_size,
+            shard: if param.phase() == Phase::TRAIN {
+                data_shard()
+            } else {
+                DataShard::WHOLE
+            },
+            next_index: 0,
         };
+        for _ in 0..loader.shard.rank {
+            loader.advance();
+        }
+        loader.next_index = loader.shard.rank as u64;
         let first = loader.read(loader.pos).map_err(|e| lerr(e.to_string()))?;
         let mut shape = loader
             .transformer
@@ -118,6 +135,20 @@ impl ImageBatchLoader {
             Some((h, w)) => img.resize(h, w),
             None => img,
         })
+    }
+}
+
+impl ImageBatchLoader {
+    /// Moves to the next list entry, reshuffling at each epoch's end.
+    fn advance(&mut self) {
+        self.pos += 1;
+        if self.pos == self.lines.len() {
+            log::debug!("Restarting data prefetching from start.");
+            self.pos = 0;
+            if let Some(rng) = self.shuffle.as_mut() {
+                shuffle_lines(&mut self.lines, rng);
+            }
+        }
     }
 }
 
@@ -146,18 +177,17 @@ impl BatchLoader for ImageBatchLoader {
                 batch.label.resize(self.batch_size, 0.0);
             }
             let out = &mut batch.data[item * per_item..(item + 1) * per_item];
+            if self.shard.count > 1 {
+                self.transformer.seek(self.next_index);
+            }
             self.transformer
                 .transform(&datum, out)
                 .map_err(|e| Error::Other(format!("{file}: {e}")))?;
             batch.label[item] = label as f32;
-            self.pos += 1;
-            if self.pos == self.lines.len() {
-                log::debug!("Restarting data prefetching from start.");
-                self.pos = 0;
-                if let Some(rng) = self.shuffle.as_mut() {
-                    shuffle_lines(&mut self.lines, rng);
-                }
+            for _ in 0..self.shard.count {
+                self.advance();
             }
+            self.next_index += self.shard.count as u64;
         }
         Ok(())
     }
