@@ -360,3 +360,87 @@ fn parallel_flag_errors_say_what_is_wrong() {
         );
     }
 }
+
+/// Rank 0 takes the signals for the job: SIGHUP to it snapshots (every rank
+/// carries on), SIGINT to it stops every rank at the same iteration, with
+/// the stop's snapshot, and mpirun ends cleanly.
+#[test]
+fn signals_to_rank_zero_snapshot_and_stop_every_rank() {
+    let d = dir("signals");
+    let Some(mut mpi) = mpirun(2) else { return };
+    let Some(net) = lenet(&d) else {
+        eprintln!("skipped: shared/data not found");
+        return;
+    };
+    // No periodic snapshots: every file comes from a signal or the stop.
+    let s = solver(&d, &net, "sig", 1, 1_000_000);
+    let text = std::fs::read_to_string(&s)
+        .unwrap()
+        .replace("snapshot: 10\n", "");
+    std::fs::write(&s, text).unwrap();
+    let log_path = d.join("mpirun.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let mut child = mpi
+        .args(["train", &format!("--solver={}", s.display())])
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file)
+        .spawn()
+        .unwrap();
+    let wait_for = |needle: &str, child: &mut std::process::Child| {
+        let started = Instant::now();
+        loop {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the job ended early:\n{log}"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "no {needle:?} after 120 s:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for("] Iteration 20 (", &mut child);
+    let root = rank_pid(child.id(), 0).expect("rank 0's process");
+    Command::new("kill")
+        .args(["-HUP", &root.to_string()])
+        .status()
+        .unwrap();
+    wait_for("Snapshotting solver state", &mut child);
+    let log = wait_for("] Iteration 60 (", &mut child);
+    assert!(
+        log.contains("] Iteration 50 ("),
+        "training did not carry on after SIGHUP:\n{log}"
+    );
+    Command::new("kill")
+        .args(["-INT", &root.to_string()])
+        .status()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the job ran on 60 s after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("Optimization stopped early."), "{log}");
+    // Two snapshots, SIGHUP's and the stop's, by rank 0 alone.
+    let states: Vec<_> = std::fs::read_dir(&d)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".solverstate"))
+        .collect();
+    assert_eq!(states.len(), 2, "{states:?}\n{log}");
+    assert_eq!(log.matches("Snapshotting solver state").count(), 2, "{log}");
+}
