@@ -201,46 +201,30 @@ fn two_mpi_ranks_train_lenet_as_iter_size_two_and_resume_on_one() {
 
 /// The pid of the rank-`rank` process started by mpirun `parent`.
 fn rank_pid(parent: u32, rank: usize) -> Option<u32> {
-    for e in std::fs::read_dir("/proc").ok()? {
+    let want = format!("OMPI_COMM_WORLD_RANK={rank}");
+    std::fs::read_dir("/proc").ok()?.find_map(|e| {
         let e = e.ok()?;
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(env) = std::fs::read(e.path().join("environ")) else {
-            continue;
-        };
-        let want = format!("OMPI_COMM_WORLD_RANK={rank}");
+        let pid = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+        let env = std::fs::read(e.path().join("environ")).ok()?;
         let has_rank = env.split(|&b| b == 0).any(|v| v == want.as_bytes());
-        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        // Field 4 of /proc/PID/stat (after the parenthesised name) is the parent.
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        if has_rank && ppid.is_some() && is_descendant(pid, parent) {
-            return Some(pid);
-        }
-    }
-    None
+        (has_rank && is_descendant(pid, parent)).then_some(pid)
+    })
+}
+
+/// A process's parent, from field 4 of /proc/PID/stat (after the name).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn is_descendant(mut pid: u32, ancestor: u32) -> bool {
     for _ in 0..8 {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let Some(ppid) = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            return false;
-        };
-        if ppid == ancestor {
-            return true;
+        match parent_of(pid) {
+            Some(p) if p == ancestor => return true,
+            Some(p) if p > 1 => pid = p,
+            _ => return false,
         }
-        if ppid <= 1 {
-            return false;
-        }
-        pid = ppid;
     }
     false
 }

@@ -93,6 +93,33 @@ impl Overlap {
     }
 }
 
+/// Packs every learnable parameter's data (or diff) into `flat`.
+fn gather(flat: &mut Vec<f32>, net: &Net, diff: bool) {
+    flat.clear();
+    for p in net.learnable_params() {
+        let p = p.borrow();
+        flat.extend_from_slice(if diff { p.diff() } else { p.data() });
+    }
+}
+
+/// Unpacks `flat` into every learnable parameter's data (or diff), scaled.
+fn scatter(flat: &[f32], net: &Net, diff: bool, scale: f32) {
+    let mut at = 0;
+    for p in net.learnable_params() {
+        let mut p = p.borrow_mut();
+        let dst = if diff { p.diff_mut() } else { p.data_mut() };
+        at += write_scaled(dst, &flat[at..], scale);
+    }
+}
+
+/// dst = scale * src[..dst.len()]; returns dst.len().
+fn write_scaled(dst: &mut [f32], src: &[f32], scale: f32) -> usize {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = s * scale;
+    }
+    dst.len()
+}
+
 impl GradientSync {
     /// A blocking exchange on `comm`.
     pub fn new(comm: Box<dyn Communicator>) -> GradientSync {
@@ -163,28 +190,6 @@ impl GradientSync {
         self.comm_time
     }
 
-    /// Packs every learnable parameter's data (or diff) into `self.flat`.
-    fn gather(&mut self, net: &Net, diff: bool) {
-        self.flat.clear();
-        for p in net.learnable_params() {
-            let p = p.borrow();
-            self.flat
-                .extend_from_slice(if diff { p.diff() } else { p.data() });
-        }
-    }
-
-    fn scatter(&self, net: &Net, diff: bool, scale: f32) {
-        let mut at = 0;
-        for p in net.learnable_params() {
-            let mut p = p.borrow_mut();
-            let dst = if diff { p.diff_mut() } else { p.data_mut() };
-            for (d, s) in dst.iter_mut().zip(&self.flat[at..]) {
-                *d = s * scale;
-            }
-            at += dst.len();
-        }
-    }
-
     /// Broadcasts `buf` from `root`, on whichever side holds the communicator.
     fn broadcast(&mut self, buf: Vec<f32>, root: usize) -> Result<Vec<f32>> {
         match &mut self.mode {
@@ -217,12 +222,7 @@ impl GradientSync {
             let sums = o.thread.receive()?;
             let mut at = 0;
             for id in ids {
-                let mut p = o.params[id].borrow_mut();
-                let diff = p.diff_mut();
-                for (d, s) in diff.iter_mut().zip(&sums[at..]) {
-                    *d = s * scale;
-                }
-                at += diff.len();
+                at += write_scaled(o.params[id].borrow_mut().diff_mut(), &sums[at..], scale);
             }
         }
         Ok(())
@@ -235,10 +235,10 @@ impl SolverHook for GradientSync {
             return Ok(());
         }
         let t = Instant::now();
-        self.gather(net, false);
+        gather(&mut self.flat, net, false);
         let flat = std::mem::take(&mut self.flat);
         self.flat = self.broadcast(flat, 0)?;
-        self.scatter(net, false, 1.0);
+        scatter(&self.flat, net, false, 1.0);
         self.comm_time += t.elapsed();
         Ok(())
     }
@@ -258,12 +258,9 @@ impl SolverHook for GradientSync {
         let t = Instant::now();
         match &mut self.mode {
             Mode::Blocking(comm) => {
-                self.flat.clear();
-                for p in net.learnable_params() {
-                    self.flat.extend_from_slice(p.borrow().diff());
-                }
+                gather(&mut self.flat, net, true);
                 comm.all_reduce_sum(&mut self.flat)?;
-                self.scatter(net, true, 1.0 / n as f32);
+                scatter(&self.flat, net, true, 1.0 / n as f32);
             }
             Mode::Overlapped(o) => GradientSync::finish_overlapped(o, n)?,
         }
