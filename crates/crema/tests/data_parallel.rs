@@ -8,31 +8,11 @@ mod solver_support;
 
 use std::path::Path;
 
-use crema::data::{index_key, LmdbWriter};
 use crema::parallel::{join_replica, train_on_threads, Communicator};
-use crema::proto::caffe::{Datum, SolverParameter};
+use crema::proto::caffe::SolverParameter;
 use crema::{Error, Solver};
 use crema_proto::testdata::shared_data;
 use solver_support::scratch_dir;
-
-/// 23 records of 1 x 5 x 5 bytes (not a multiple of any batch, so epochs
-/// wrap mid-batch and mid-shard).
-fn write_db(path: &Path) {
-    let mut w = LmdbWriter::create(path).unwrap();
-    for i in 0..23usize {
-        let mut d = Datum::new();
-        d.set_channels(1);
-        d.set_height(5);
-        d.set_width(5);
-        d.set_data((0..25).map(|p| ((i * 37 + p * 11) % 251) as u8).collect());
-        d.set_label((i % 3) as i32);
-        w.put(
-            index_key(i).as_bytes(),
-            crema::proto::binary::encode(&d).unwrap(),
-        );
-    }
-    w.commit().unwrap();
-}
 
 /// Random crops and mirrors and a rand_skip: each record's draws must follow
 /// the record to whichever replica reads it.
@@ -69,6 +49,22 @@ fn replica_with(
     Ok(s)
 }
 
+/// Trains `n` worker replicas of `param` (from `state` when given) and
+/// returns each rank's final weights.
+fn train_replicas(
+    n: usize,
+    param: &SolverParameter,
+    overlap: bool,
+    state: Option<&Path>,
+) -> Vec<Vec<f32>> {
+    train_on_threads(n, |_, comm| {
+        let mut s = replica_with(param, comm, overlap)?;
+        s.solve(state)?;
+        Ok(weights(&s))
+    })
+    .unwrap()
+}
+
 fn weights(s: &Solver) -> Vec<f32> {
     s.net()
         .learnable_params()
@@ -100,7 +96,7 @@ fn assert_close(got: &[f32], want: &[f32], rel: f64, what: &str) {
 fn n_worker_threads_step_as_one_solver_with_iter_size_n() {
     let dir = scratch_dir("parallel-equal");
     let db = dir.join("db");
-    write_db(&db);
+    solver_support::write_small_db(&db);
     for n in [2, 3] {
         let mut single = Solver::new(&solver_param(&db, 13, n, &dir.join("single"))).unwrap();
         let start = weights(&single);
@@ -109,21 +105,11 @@ fn n_worker_threads_step_as_one_solver_with_iter_size_n() {
         assert_ne!(start, want);
 
         let param = solver_param(&db, 13, 1, &dir.join("replicas"));
-        let got = train_on_threads(n as usize, |_, comm| {
-            let mut s = replica(&param, comm)?;
-            s.solve(None)?;
-            Ok(weights(&s))
-        })
-        .unwrap();
+        let got = train_replicas(n as usize, &param, false, None);
         assert_eq!(got.len(), n as usize);
         // Exchanged layer by layer during backward, the sums are the same
         // sums: the weights match the blocking exchange's bit for bit.
-        let overlapped = train_on_threads(n as usize, |_, comm| {
-            let mut s = replica_with(&param, comm, true)?;
-            s.solve(None)?;
-            Ok(weights(&s))
-        })
-        .unwrap();
+        let overlapped = train_replicas(n as usize, &param, true, None);
         assert_eq!(
             bits(&overlapped[0]),
             bits(&got[0]),
@@ -144,7 +130,7 @@ fn n_worker_threads_step_as_one_solver_with_iter_size_n() {
 fn a_snapshot_of_two_workers_resumes_in_one_process() {
     let dir = scratch_dir("parallel-resume");
     let db = dir.join("db");
-    write_db(&db);
+    solver_support::write_small_db(&db);
     let mut full = Solver::new(&solver_param(&db, 13, 2, &dir.join("full"))).unwrap();
     full.solve(None).unwrap();
 
@@ -167,12 +153,7 @@ fn a_snapshot_of_two_workers_resumes_in_one_process() {
     // And back onto two workers from the one-process snapshot.
     let state = dir.join("full_iter_13.solverstate");
     let more = solver_param(&db, 20, 1, &dir.join("more"));
-    let got = train_on_threads(2, |_, comm| {
-        let mut s = replica(&more, comm)?;
-        s.solve(Some(&state))?;
-        Ok(weights(&s))
-    })
-    .unwrap();
+    let got = train_replicas(2, &more, false, Some(&state));
     let mut longer = Solver::new(&solver_param(&db, 20, 2, &dir.join("longer"))).unwrap();
     longer.solve(None).unwrap();
     assert_close(&got[1], &weights(&longer), 1e-5, "resumed on 2 workers");
@@ -182,7 +163,7 @@ fn a_snapshot_of_two_workers_resumes_in_one_process() {
 fn a_failing_worker_stops_the_others_with_its_error() {
     let dir = scratch_dir("parallel-fail");
     let db = dir.join("db");
-    write_db(&db);
+    solver_support::write_small_db(&db);
     let param = solver_param(&db, 50, 1, &dir.join("x"));
     let err = train_on_threads(2, |rank, comm| {
         let mut s = replica(&param, comm)?;
@@ -210,19 +191,12 @@ fn lenet_on_two_workers_equals_iter_size_two_after_100_iterations() {
     let dir = scratch_dir("parallel-lenet");
     let db = dir.join("mnist_lmdb");
     let mnist = data.join("mnist");
-    let images = std::fs::read(mnist.join("t10k-images-idx3-ubyte")).unwrap();
-    let labels = std::fs::read(mnist.join("t10k-labels-idx1-ubyte")).unwrap();
-    let mut w = LmdbWriter::create(&db).unwrap();
-    for i in 0..10000 {
-        let mut d = Datum::new();
-        d.set_channels(1);
-        d.set_height(28);
-        d.set_width(28);
-        d.set_data(images[16 + i * 784..16 + (i + 1) * 784].to_vec());
-        d.set_label(labels[8 + i] as i32);
-        w.put(index_key(i), crema::proto::binary::encode(&d).unwrap());
-    }
-    w.commit().unwrap();
+    solver_support::write_mnist_lmdb(
+        &mnist.join("t10k-images-idx3-ubyte"),
+        &mnist.join("t10k-labels-idx1-ubyte"),
+        10000,
+        &db,
+    );
     let mut net = crema::proto::files::read_net_text(
         data.join("models/lenet_summerlife/lenet_train_test.prototxt"),
     )
@@ -248,21 +222,11 @@ fn lenet_on_two_workers_equals_iter_size_two_after_100_iterations() {
     single.solve(None).unwrap();
     let want = weights(&single);
     let param = solver(1);
-    let got = train_on_threads(2, |_, comm| {
-        let mut s = replica(&param, comm)?;
-        s.solve(None)?;
-        Ok(weights(&s))
-    })
-    .unwrap();
+    let got = train_replicas(2, &param, false, None);
     assert_close(&got[0], &want, 1e-5, "LeNet, 2 workers vs iter_size 2");
     // ip1's 400k gradients leave in their own bucket while conv2 and conv1
     // still run backward; the sums, and so the weights, are the same bits.
-    let overlapped = train_on_threads(2, |_, comm| {
-        let mut s = replica_with(&param, comm, true)?;
-        s.solve(None)?;
-        Ok(weights(&s))
-    })
-    .unwrap();
+    let overlapped = train_replicas(2, &param, true, None);
     assert_eq!(
         bits(&overlapped[0]),
         bits(&got[0]),
@@ -313,12 +277,7 @@ fn image_data_workers_read_their_share_of_the_shuffled_list() {
     let mut single = Solver::new(&param(2)).unwrap();
     single.solve(None).unwrap();
     let p = param(1);
-    let got = train_on_threads(2, |_, comm| {
-        let mut s = replica(&p, comm)?;
-        s.solve(None)?;
-        Ok(weights(&s))
-    })
-    .unwrap();
+    let got = train_replicas(2, &p, false, None);
     assert_close(
         &got[0],
         &weights(&single),

@@ -2,30 +2,14 @@
 //! of the real MNIST t10k set, with the trained SummerLife weights: the TEST
 //! net scores the accuracy measured independently for those weights (99.12%),
 //! and the TRAIN net's Data layer serves 64-image batches scaled to [0, 1].
+mod solver_support;
+
 use std::path::Path;
 
-use crema::data::{index_key, LmdbWriter};
-use crema::proto::caffe::{Datum, Phase};
+use crema::proto::caffe::Phase;
 use crema::proto::files;
 use crema::Net;
 use crema_proto::testdata::shared_data;
-
-/// The t10k IDX files as convert_mnist_data writes them.
-fn write_t10k(mnist: &Path, db: &Path) {
-    let images = std::fs::read(mnist.join("t10k-images-idx3-ubyte")).unwrap();
-    let labels = std::fs::read(mnist.join("t10k-labels-idx1-ubyte")).unwrap();
-    let mut w = LmdbWriter::create(db).unwrap();
-    for i in 0..10000 {
-        let mut d = Datum::new();
-        d.set_channels(1);
-        d.set_height(28);
-        d.set_width(28);
-        d.set_data(images[16 + i * 784..16 + (i + 1) * 784].to_vec());
-        d.set_label(labels[8 + i] as i32);
-        w.put(index_key(i), crema::proto::binary::encode(&d).unwrap());
-    }
-    w.commit().unwrap();
-}
 
 fn lenet(models: &Path, db: &Path, phase: Phase) -> Net {
     let mut p = files::read_net_text(models.join("lenet_train_test.prototxt")).unwrap();
@@ -46,7 +30,13 @@ fn lenet_test_net_on_lmdb_scores_the_known_accuracy() {
     };
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("mnist_test_lmdb");
-    write_t10k(&data.join("mnist"), &db);
+    let mnist = data.join("mnist");
+    solver_support::write_mnist_lmdb(
+        &mnist.join("t10k-images-idx3-ubyte"),
+        &mnist.join("t10k-labels-idx1-ubyte"),
+        10000,
+        &db,
+    );
     let models = data.join("models/lenet_summerlife");
 
     let mut test = lenet(&models, &db, Phase::TEST);

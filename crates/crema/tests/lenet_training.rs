@@ -5,30 +5,10 @@
 //! the test phase must report what the test net computes.
 mod solver_support;
 
-use std::path::Path;
-
-use crema::data::{index_key, LmdbWriter};
-use crema::proto::caffe::{Datum, SolverParameter};
+use crema::proto::caffe::SolverParameter;
 use crema::proto::files;
 use crema::Solver;
 use crema_proto::testdata::shared_data;
-
-/// The first `count` images of an IDX pair, as convert_mnist_data stores them.
-fn write_lmdb(images: &Path, labels: &Path, count: usize, db: &Path) {
-    let images = std::fs::read(images).unwrap();
-    let labels = std::fs::read(labels).unwrap();
-    let mut w = LmdbWriter::create(db).unwrap();
-    for i in 0..count {
-        let mut d = Datum::new();
-        d.set_channels(1);
-        d.set_height(28);
-        d.set_width(28);
-        d.set_data(images[16 + i * 784..16 + (i + 1) * 784].to_vec());
-        d.set_label(labels[8 + i] as i32);
-        w.put(index_key(i), crema::proto::binary::encode(&d).unwrap());
-    }
-    w.commit().unwrap();
-}
 
 #[test]
 fn lenet_learns_mnist_in_a_few_hundred_iterations() {
@@ -39,13 +19,13 @@ fn lenet_learns_mnist_in_a_few_hundred_iterations() {
     let dir = solver_support::scratch_dir("lenet");
     let mnist = data.join("mnist");
     let (train_db, test_db) = (dir.join("mnist_train_lmdb"), dir.join("mnist_test_lmdb"));
-    write_lmdb(
+    solver_support::write_mnist_lmdb(
         &mnist.join("train-images-idx3-ubyte"),
         &mnist.join("train-labels-idx1-ubyte"),
         19200,
         &train_db,
     );
-    write_lmdb(
+    solver_support::write_mnist_lmdb(
         &mnist.join("t10k-images-idx3-ubyte"),
         &mnist.join("t10k-labels-idx1-ubyte"),
         1000,

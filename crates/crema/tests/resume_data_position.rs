@@ -7,26 +7,9 @@ mod solver_support;
 
 use std::path::Path;
 
-use crema::data::{index_key, LmdbWriter};
-use crema::proto::caffe::{Datum, SolverParameter};
+use crema::proto::caffe::SolverParameter;
 use crema::Solver;
 use solver_support::scratch_dir;
-
-/// 23 records (not a multiple of the batch, so epochs wrap mid-batch) of
-/// 1 x 5 x 5 bytes, label i % 3.
-fn write_db(path: &Path) {
-    let mut w = LmdbWriter::create(path).unwrap();
-    for i in 0..23usize {
-        let mut d = Datum::new();
-        d.set_channels(1);
-        d.set_height(5);
-        d.set_width(5);
-        d.set_data((0..25).map(|p| ((i * 37 + p * 11) % 251) as u8).collect());
-        d.set_label((i % 3) as i32);
-        w.put(index_key(i).as_bytes(), crema::proto::binary::encode(&d).unwrap());
-    }
-    w.commit().unwrap();
-}
 
 fn solver_param(db: &Path, max_iter: i32, prefix: &Path) -> SolverParameter {
     let text = format!(
@@ -65,7 +48,7 @@ fn batch(s: &Solver) -> Vec<u32> {
 fn resume_reads_on_from_the_saved_record_with_the_same_crops() {
     let dir = scratch_dir("data-position");
     let db = dir.join("db");
-    write_db(&db);
+    solver_support::write_small_db(&db);
 
     let mut full = Solver::new(&solver_param(&db, 13, &dir.join("full"))).unwrap();
     full.solve(None).unwrap();

@@ -1,6 +1,7 @@
 //! Shared by the solver tests: the fixture file, a data layer that serves
 //! fixed batches in order (as Caffe's solver tests read theirs from HDF5),
-//! and the least-squares net built on it.
+//! the least-squares net built on it, and LMDB writers (a small 23-record
+//! database, MNIST IDX files) for the data-fed solver tests.
 #![allow(dead_code)]
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -131,4 +132,49 @@ pub fn scratch_dir(name: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// 23 records of 1 x 5 x 5 bytes, label i % 3 (not a multiple of any batch,
+/// so epochs wrap mid-batch).
+pub fn write_small_db(path: &std::path::Path) {
+    let mut w = crema::data::LmdbWriter::create(path).unwrap();
+    for i in 0..23usize {
+        let mut d = crema::proto::caffe::Datum::new();
+        d.set_channels(1);
+        d.set_height(5);
+        d.set_width(5);
+        d.set_data((0..25).map(|p| ((i * 37 + p * 11) % 251) as u8).collect());
+        d.set_label((i % 3) as i32);
+        w.put(
+            crema::data::index_key(i).as_bytes(),
+            crema::proto::binary::encode(&d).unwrap(),
+        );
+    }
+    w.commit().unwrap();
+}
+
+/// The first `count` images of an MNIST IDX pair in an LMDB, as
+/// convert_mnist_data stores them.
+pub fn write_mnist_lmdb(
+    images: &std::path::Path,
+    labels: &std::path::Path,
+    count: usize,
+    db: &std::path::Path,
+) {
+    let images = std::fs::read(images).unwrap();
+    let labels = std::fs::read(labels).unwrap();
+    let mut w = crema::data::LmdbWriter::create(db).unwrap();
+    for i in 0..count {
+        let mut d = crema::proto::caffe::Datum::new();
+        d.set_channels(1);
+        d.set_height(28);
+        d.set_width(28);
+        d.set_data(images[16 + i * 784..16 + (i + 1) * 784].to_vec());
+        d.set_label(labels[8 + i] as i32);
+        w.put(
+            crema::data::index_key(i),
+            crema::proto::binary::encode(&d).unwrap(),
+        );
+    }
+    w.commit().unwrap();
 }
