@@ -104,16 +104,6 @@ pub fn run(flags: &Flags) -> Result<(), String> {
         param.weights.clear();
         param.weights.push(weights.to_string());
     }
-    let job = Job {
-        flags,
-        param: &param,
-        solver_file,
-        snapshot,
-        signals: &signals,
-        on_sigint,
-        on_sighup,
-        overlap: false,
-    };
     let overlap = match flags.get("exchange_overlap") {
         "true" => Some(true),
         "false" => Some(false),
@@ -124,8 +114,16 @@ pub fn run(flags: &Flags) -> Result<(), String> {
             ))
         }
     };
-    let mut job = job;
-    job.overlap = overlap.unwrap_or(false);
+    let job = Job {
+        flags,
+        param: &param,
+        solver_file,
+        snapshot,
+        signals: &signals,
+        on_sigint,
+        on_sighup,
+        overlap: overlap.unwrap_or(false),
+    };
     let workers = flags.get_i64("workers")?;
     if workers < 1 {
         return Err(format!("--workers must be at least 1, got {workers}"));
@@ -134,13 +132,7 @@ pub fn run(flags: &Flags) -> Result<(), String> {
         if workers > 1 {
             return Err("under mpirun each rank is one worker; drop --workers".into());
         }
-        // auto: overlap only across machines, where the exchange waits on
-        // the network, not on the cores the math needs.
-        #[cfg(feature = "mpi")]
-        {
-            job.overlap = overlap.unwrap_or_else(crate::mpi_comm::spans_machines);
-        }
-        return train_mpi(&job);
+        return train_mpi(job, overlap);
     }
     if workers == 1 {
         return job.train_replica(0, None);
@@ -194,8 +186,8 @@ impl Job<'_> {
             log::info!("Resuming from {}", self.snapshot);
             solver.restore(Path::new(self.snapshot)).map_err(err)?;
         }
-        let dashboard = Some(self.flags.get("dashboard")).filter(|d| root && !d.is_empty());
         let _server = if root {
+            let dashboard = Some(self.flags.get("dashboard")).filter(|d| !d.is_empty());
             dashboard::attach(
                 &mut solver,
                 self.param,
@@ -221,14 +213,16 @@ fn under_mpirun() -> bool {
 }
 
 #[cfg(not(feature = "mpi"))]
-fn train_mpi(_job: &Job) -> Result<(), String> {
+fn train_mpi(_job: Job, _overlap: Option<bool>) -> Result<(), String> {
     Err("this caffe was started by mpirun but built without MPI support; build crema-cli with `--features mpi` (needs libopenmpi-dev), or run it without mpirun".into())
 }
 
 /// One rank of `mpirun -np N caffe train`: rank 0 logs, tests, snapshots and
-/// takes signals; every rank trains on its share of the data.
+/// takes signals; every rank trains on its share of the data. `overlap`
+/// None (auto) overlaps the exchange only across machines, where it waits on
+/// the network, not on the cores the math needs.
 #[cfg(feature = "mpi")]
-fn train_mpi(job: &Job) -> Result<(), String> {
+fn train_mpi(mut job: Job, overlap: Option<bool>) -> Result<(), String> {
     use crema::parallel::Communicator;
     let (mpi, comm, any_thread) = crate::mpi_comm::Mpi::init()?;
     let (rank, size) = (comm.rank(), comm.size());
@@ -244,7 +238,7 @@ fn train_mpi(job: &Job) -> Result<(), String> {
     comm.watch(std::time::Duration::from_secs(timeout));
     log::info!("MPI: {size} ranks; rank 0 tests, displays and snapshots");
     crema::parallel::enter_replica(rank, size, |_| {});
-    let mut job = Job { ..*job };
+    job.overlap = overlap.unwrap_or_else(crate::mpi_comm::spans_machines);
     if job.overlap && !any_thread {
         log::warn!("this MPI library does not allow calls from a second thread; the gradient exchange will not overlap backward");
         job.overlap = false;
