@@ -117,6 +117,94 @@ pub fn sgemm(
     }
 }
 
+/// op(A) packed once for many products with `sgemm_packed` (the same
+/// weights over every image of a batch).
+pub use super::mmm::PackedA;
+
+impl Default for PackedA {
+    fn default() -> Self {
+        PackedA::empty(mmm::kernel())
+    }
+}
+
+/// Packs op(A) (m×k; A stored m×k, or k×m when transposed) into `into`,
+/// reusing its memory. Panics if `a` is shorter than m·k.
+pub fn pack_a(trans_a: Transpose, m: usize, k: usize, a: &[f32], into: &mut PackedA) {
+    assert!(a.len() >= m * k, "pack_a: operand shorter than {m}x{k}");
+    if m == 0 || k == 0 {
+        *into = PackedA::default();
+        return;
+    }
+    let av = View::of(a, trans_a, if trans_a == Transpose::No { k } else { m });
+    // SAFETY: the length was checked above; the view is only read.
+    unsafe { into.repack(mmm::kernel(), m, k, av) }
+}
+
+/// `sgemm` with op(A) taken from `a` (see `pack_a`): `C[M×N] = alpha·op(A)·op(B)
+/// + beta·C` with M and K those of `a`. Large products split their columns
+/// over the pool, like `sgemm`.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_packed(
+    a: &PackedA,
+    trans_b: Transpose,
+    n: usize,
+    alpha: f32,
+    b: &[f32],
+    beta: f32,
+    c: &mut [f32],
+) {
+    let (m, k) = (a.m(), a.k());
+    assert!(
+        b.len() >= k * n && c.len() >= m * n,
+        "sgemm_packed: operand shorter than {m}x{n}x{k}"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    let c = &mut c[..m * n];
+    if k == 0 || alpha == 0.0 {
+        scale_c(beta, c);
+        return;
+    }
+    let bv = SendView(View::of(
+        b,
+        trans_b,
+        if trans_b == Transpose::No { n } else { k },
+    ));
+    let c_ptr = SendPtr(c.as_mut_ptr());
+    let nr = mmm::kernel().nr;
+    // Columns c0..c0+nc of C.
+    let block = move |c0: usize, nc: usize| {
+        // SAFETY: as in `sgemm`: shapes checked above, disjoint column blocks
+        // of C per thread, A and B only read.
+        unsafe {
+            mmm::gemm_packed_a(
+                a,
+                nc,
+                alpha,
+                bv.get().at(0, c0),
+                beta,
+                c_ptr.get().add(c0),
+                n,
+            )
+        }
+    };
+    let threads = rayon::current_num_threads();
+    if threads > 1
+        && rayon::current_thread_index().is_none()
+        && m * n * k >= PARALLEL_MIN_FLOPS
+        && n >= threads * nr
+    {
+        let per = n.div_ceil(threads).div_ceil(nr) * nr;
+        (0..n.div_ceil(per)).into_par_iter().for_each(|i| {
+            let c0 = i * per;
+            block(c0, per.min(n - c0));
+        });
+    } else {
+        block(0, n);
+    }
+}
+
 /// `y = alpha·op(A)·x + beta·y` with A stored row-major as `rows × cols`
 /// (Caffe's `caffe_cpu_gemv(TransA, M=rows, N=cols, ...)`): op(A) = A takes x
 /// of length `cols`; op(A) = Aᵀ takes x of length `rows`.
@@ -279,11 +367,18 @@ mod tests {
                 let want = naive(ta, tb, m, n, k, alpha, &a, &b, beta, &c0);
                 let mut c = c0.clone();
                 sgemm(ta, tb, m, n, k, alpha, &a, &b, beta, &mut c);
-                for (i, (g, w)) in c.iter().zip(&want).enumerate() {
-                    assert!(
-                        (g - w).abs() <= 1e-4 * (1.0 + k as f32).sqrt(),
-                        "{ta:?}{tb:?} {m}x{n}x{k} [{i}]: {g} vs {w}"
-                    );
+                // The same product with A packed ahead (as convolutions do).
+                let mut packed = PackedA::default();
+                pack_a(ta, m, k, &a, &mut packed);
+                let mut c2 = c0.clone();
+                sgemm_packed(&packed, tb, n, alpha, &b, beta, &mut c2);
+                for (i, ((g, g2), w)) in c.iter().zip(&c2).zip(&want).enumerate() {
+                    for (path, g) in [("sgemm", g), ("sgemm_packed", g2)] {
+                        assert!(
+                            (g - w).abs() <= 1e-4 * (1.0 + k as f32).sqrt(),
+                            "{path} {ta:?}{tb:?} {m}x{n}x{k} [{i}]: {g} vs {w}"
+                        );
+                    }
                 }
             }
         }

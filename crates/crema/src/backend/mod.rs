@@ -8,6 +8,6 @@ pub mod im2col;
 pub mod mmm;
 pub mod vecops;
 
-pub use gemm::{sgemm, sgemv, Transpose};
+pub use gemm::{pack_a, sgemm, sgemm_packed, sgemv, PackedA, Transpose};
 pub use im2col::{col2im, im2col, ConvGeometry};
 pub use vecops::*;

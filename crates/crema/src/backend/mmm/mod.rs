@@ -163,12 +163,146 @@ pub unsafe fn gemm_serial(
     c: *mut f32,
     ldc: usize,
 ) {
+    drive(kern, m, n, k, alpha, Source::View(a), b, beta, c, ldc)
+}
+
+/// Like `gemm_serial` with A already packed (`PackedA::pack`): a product
+/// repeated over many B's (a convolution's weights over the images of a
+/// batch) packs its A once instead of once per product.
+///
+/// # Safety
+/// As for `gemm_serial`, with `b` viewing `a.k() × n` values and `c` holding
+/// `a.m() × n`.
+pub unsafe fn gemm_packed_a(
+    a: &PackedA,
+    n: usize,
+    alpha: f32,
+    b: View,
+    beta: f32,
+    c: *mut f32,
+    ldc: usize,
+) {
+    drive(
+        a.kern,
+        a.m,
+        n,
+        a.k,
+        alpha,
+        Source::Packed(a),
+        b,
+        beta,
+        c,
+        ldc,
+    )
+}
+
+/// Where the driver gets its A blocks from.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// Packed block by block into this thread's buffer.
+    View(View),
+    /// Read from blocks packed before the call.
+    Packed(&'a PackedA),
+}
+
+/// op(A) (m×k) packed once in the driver's block order, for any number of
+/// products with it. Blocks of `mc_blk` rows by `kc_blk` steps sit at a
+/// fixed stride, ordered by depth block then row block.
+pub struct PackedA {
+    kern: &'static Kernel,
+    m: usize,
+    k: usize,
+    kc_blk: usize,
+    mc_blk: usize,
+    buf: Vec<f32>,
+    /// Index of the first value of block 0 in `buf` (64-byte aligned).
+    start: usize,
+}
+
+impl PackedA {
+    /// Packs the m×k matrix op(A) viewed by `a` for `kern`.
+    ///
+    /// # Safety
+    /// `a` views at least m×k readable values; m, k > 0.
+    pub unsafe fn pack(kern: &'static Kernel, m: usize, k: usize, a: View) -> PackedA {
+        let mut p = PackedA::empty(kern);
+        p.repack(kern, m, k, a);
+        p
+    }
+
+    /// Nothing packed yet; `repack` fills it.
+    pub fn empty(kern: &'static Kernel) -> PackedA {
+        PackedA {
+            kern,
+            m: 0,
+            k: 0,
+            kc_blk: 0,
+            mc_blk: 0,
+            buf: Vec::new(),
+            start: 0,
+        }
+    }
+
+    /// `pack` into this value's buffer, reusing its memory.
+    ///
+    /// # Safety
+    /// As for `pack`.
+    pub unsafe fn repack(&mut self, kern: &'static Kernel, m: usize, k: usize, a: View) {
+        let kc_blk = block_size(k, KC, 1);
+        let mc_blk = block_size(m, MC, kern.mr);
+        let blocks = k.div_ceil(kc_blk) * m.div_ceil(mc_blk);
+        let base = aligned(&mut self.buf, blocks * mc_blk * kc_blk);
+        self.start = base.offset_from(self.buf.as_ptr()) as usize;
+        (self.kern, self.m, self.k, self.kc_blk, self.mc_blk) = (kern, m, k, kc_blk, mc_blk);
+        for pc in (0..k).step_by(kc_blk) {
+            let kc = kc_blk.min(k - pc);
+            for ic in (0..m).step_by(mc_blk) {
+                let mc = mc_blk.min(m - ic);
+                pack::pack_a(kern.mr, mc, kc, a.at(ic, pc), base.add(self.offset(pc, ic)));
+            }
+        }
+    }
+
+    pub fn m(&self) -> usize {
+        self.m
+    }
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Where the block starting at step `pc` and row `ic` begins in `buf`.
+    fn offset(&self, pc: usize, ic: usize) -> usize {
+        let row_blocks = self.m.div_ceil(self.mc_blk);
+        ((pc / self.kc_blk) * row_blocks + ic / self.mc_blk) * self.mc_blk * self.kc_blk
+    }
+}
+
+/// The blocked loop nest shared by both entry points: B blocks (L3) → depth
+/// blocks (B packed) → row blocks (A packed or looked up, L2) → tiles.
+#[allow(clippy::too_many_arguments)]
+unsafe fn drive(
+    kern: &Kernel,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: Source,
+    b: View,
+    beta: f32,
+    c: *mut f32,
+    ldc: usize,
+) {
     let (mr, nr) = (kern.mr, kern.nr);
-    let kc_blk = block_size(k, KC, 1);
-    let mc_blk = block_size(m, MC, mr);
+    let (kc_blk, mc_blk) = match a {
+        Source::View(_) => (block_size(k, KC, 1), block_size(m, MC, mr)),
+        Source::Packed(p) => (p.kc_blk, p.mc_blk),
+    };
     let nc_blk = block_size(n, NC, nr);
     let run = |bufs: &mut PackBuffers| {
-        let pa = aligned(&mut bufs.a, mc_blk * kc_blk);
+        let pa = match a {
+            Source::View(_) => aligned(&mut bufs.a, mc_blk * kc_blk),
+            Source::Packed(_) => std::ptr::null_mut(),
+        };
         let pb = aligned(&mut bufs.b, nc_blk * kc_blk);
         for jc in (0..n).step_by(nc_blk) {
             let nc = nc_blk.min(n - jc);
@@ -179,7 +313,13 @@ pub unsafe fn gemm_serial(
                 pack::pack_b(nr, kc, nc, b.at(pc, jc), pb);
                 for ic in (0..m).step_by(mc_blk) {
                     let mc = mc_blk.min(m - ic);
-                    pack::pack_a(mr, mc, kc, a.at(ic, pc), pa);
+                    let pa: *const f32 = match a {
+                        Source::View(v) => {
+                            pack::pack_a(mr, mc, kc, v.at(ic, pc), pa);
+                            pa
+                        }
+                        Source::Packed(p) => p.buf.as_ptr().add(p.start + p.offset(pc, ic)),
+                    };
                     for jr in (0..nc).step_by(nr) {
                         let cols = nr.min(nc - jr);
                         for ir in (0..mc).step_by(mr) {

@@ -4,7 +4,7 @@
 //! NC), for all four transpose combinations.
 use rand::{Rng, SeedableRng};
 
-use super::{kernels, sgemm_with, Kernel, KC, MC, NC};
+use super::{gemm_packed_a, kernels, sgemm_with, Kernel, PackedA, View, KC, MC, NC};
 use crate::backend::gemm::Transpose;
 
 fn random(len: usize, seed: u64) -> Vec<f32> {
@@ -51,7 +51,7 @@ fn naive(
 /// Runs one shape through `kern` with every transpose pair and checks the
 /// relative Frobenius error against the naive product (< 1e-5) and each entry
 /// within a bound that grows with k like f32 rounding does.
-fn check(kern: &Kernel, m: usize, n: usize, k: usize, alpha: f32, beta: f32) {
+fn check(kern: &'static Kernel, m: usize, n: usize, k: usize, alpha: f32, beta: f32) {
     for ta in [Transpose::No, Transpose::Yes] {
         for tb in [Transpose::No, Transpose::Yes] {
             let a = random(m * k, 1 + m as u64);
@@ -77,6 +77,24 @@ fn check(kern: &Kernel, m: usize, n: usize, k: usize, alpha: f32, beta: f32) {
             assert!(
                 rel < 1e-5,
                 "{} {ta:?}{tb:?} {m}x{n}x{k}: relative error {rel}",
+                kern.name
+            );
+            // A packed once ahead must give the per-call packing's bits.
+            let mut c2 = c0.clone();
+            if beta == 0.0 {
+                c2.fill(f32::NAN);
+            }
+            let av = View::of(&a, ta, if ta == Transpose::No { k } else { m });
+            let bv = View::of(&b, tb, if tb == Transpose::No { n } else { k });
+            // SAFETY: the operands hold m·k, k·n and m·n values.
+            unsafe {
+                let packed = PackedA::pack(kern, m, k, av);
+                gemm_packed_a(&packed, n, alpha, bv, beta, c2.as_mut_ptr(), n);
+            }
+            let same = c.iter().zip(&c2).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(
+                same,
+                "{} {ta:?}{tb:?} {m}x{n}x{k}: prepacked A differs",
                 kern.name
             );
         }

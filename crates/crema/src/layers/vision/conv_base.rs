@@ -8,7 +8,9 @@ use std::rc::Rc;
 use crema_proto::caffe::{ConvolutionParameter, LayerParameter};
 use rayon::prelude::*;
 
-use crate::backend::{col2im, im2col, sgemm, ConvGeometry, Transpose};
+use crate::backend::{
+    col2im, im2col, pack_a, sgemm, sgemm_packed, ConvGeometry, PackedA, Transpose,
+};
 use crate::blob::{Blob, SharedBlob};
 use crate::error::{Error, Result};
 use crate::fillers;
@@ -53,23 +55,36 @@ impl ConvGemm {
         self.rows_per_group() * self.out_spatial
     }
 
-    /// output = W ⊛ input for one image (overwrites output).
-    pub fn forward(&self, input: &[f32], weights: &[f32], output: &mut [f32], col: &mut [f32]) {
+    /// Packs each group's W (for `forward`) or Wᵀ (for `backward_data`) once,
+    /// so the products of every image of a batch share one packing.
+    pub fn pack_weights(&self, weights: &[f32], transposed: bool, into: &mut Vec<PackedA>) {
+        into.resize_with(self.group, PackedA::default);
+        let (rows, k) = (self.rows_per_group(), self.kernel_dim);
+        for (g, packed) in into.iter_mut().enumerate() {
+            let w = &weights[g * self.weight_offset()..];
+            if transposed {
+                pack_a(Transpose::Yes, k, rows, w, packed);
+            } else {
+                pack_a(Transpose::No, rows, k, w, packed);
+            }
+        }
+    }
+
+    /// output = W ⊛ input for one image (overwrites output); `w` is
+    /// `pack_weights(.., false, ..)`.
+    pub fn forward(&self, input: &[f32], w: &[PackedA], output: &mut [f32], col: &mut [f32]) {
         let col: &[f32] = if self.is_1x1 {
             input
         } else {
             im2col(&self.geom, input, col, self.force_nd);
             col
         };
-        for g in 0..self.group {
-            sgemm(
+        for (g, wg) in w.iter().enumerate() {
+            sgemm_packed(
+                wg,
                 Transpose::No,
-                Transpose::No,
-                self.rows_per_group(),
                 self.out_spatial,
-                self.kernel_dim,
                 1.0,
-                &weights[g * self.weight_offset()..],
                 &col[g * self.col_offset()..],
                 0.0,
                 &mut output[g * self.output_offset()..],
@@ -77,24 +92,22 @@ impl ConvGemm {
         }
     }
 
-    /// input = Wᵀ ⊛ output for one image (overwrites input): the adjoint of `forward`.
+    /// input = Wᵀ ⊛ output for one image (overwrites input): the adjoint of
+    /// `forward`; `wt` is `pack_weights(.., true, ..)`.
     pub fn backward_data(
         &self,
         output: &[f32],
-        weights: &[f32],
+        wt: &[PackedA],
         input: &mut [f32],
         col: &mut [f32],
     ) {
         let target: &mut [f32] = if self.is_1x1 { input } else { col };
-        for g in 0..self.group {
-            sgemm(
-                Transpose::Yes,
+        for (g, wg) in wt.iter().enumerate() {
+            sgemm_packed(
+                wg,
                 Transpose::No,
-                self.kernel_dim,
                 self.out_spatial,
-                self.rows_per_group(),
                 1.0,
-                &weights[g * self.weight_offset()..],
                 &output[g * self.output_offset()..],
                 0.0,
                 &mut target[g * self.col_offset()..],

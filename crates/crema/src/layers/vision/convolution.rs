@@ -11,7 +11,7 @@ use crema_proto::caffe::LayerParameter;
 use super::conv_base::{
     check_not_in_place, for_each_run, make_params, workers, ConvGemm, Scratch, Window,
 };
-use crate::backend::ConvGeometry;
+use crate::backend::{ConvGeometry, PackedA};
 use crate::blob::SharedBlob;
 use crate::error::Result;
 use crate::layers::Layer;
@@ -35,6 +35,9 @@ pub struct ConvolutionLayer {
     /// Positions per top channel (the bias is added over these).
     top_spatial: usize,
     scratch: Vec<Scratch>,
+    /// The weights packed for this call's products (W, or Wᵀ for the
+    /// adjoint), kept so a steady-state iteration allocates nothing.
+    packed: Vec<PackedA>,
 }
 
 impl ConvolutionLayer {
@@ -66,6 +69,7 @@ impl ConvolutionLayer {
             top_dim: 0,
             top_spatial: 0,
             scratch: Vec::new(),
+            packed: Vec::new(),
         }
     }
 
@@ -243,6 +247,9 @@ impl Layer for ConvolutionLayer {
         let bias = self.bias_term.then(|| self.blobs[1].borrow());
         let (gemm, reverse, spatial) = (&self.gemm, self.reverse, self.top_spatial);
         let (bottom_dim, top_dim) = (self.bottom_dim, self.top_dim);
+        // Deconvolution's forward is the convolution's adjoint: it takes Wᵀ.
+        gemm.pack_weights(weights, reverse, &mut self.packed);
+        let packed = &self.packed;
         for (b, t) in bottom.iter().zip(top) {
             let b = b.borrow();
             let mut t = t.borrow_mut();
@@ -258,9 +265,9 @@ impl Layer for ConvolutionLayer {
                         let bi =
                             &bottom_data[(first + j) * bottom_dim..(first + j + 1) * bottom_dim];
                         if reverse {
-                            gemm.backward_data(bi, weights, ti, &mut s.col);
+                            gemm.backward_data(bi, packed, ti, &mut s.col);
                         } else {
-                            gemm.forward(bi, weights, ti, &mut s.col);
+                            gemm.forward(bi, packed, ti, &mut s.col);
                         }
                         if let Some(bias) = bias {
                             for (plane, &bv) in ti.chunks_exact_mut(spatial).zip(bias) {
@@ -287,7 +294,10 @@ impl Layer for ConvolutionLayer {
         }
         {
             let weights = self.blobs[0].borrow();
-            let weights = weights.data();
+            if propagate_down.iter().any(|&d| d) {
+                gemm.pack_weights(weights.data(), !reverse, &mut self.packed);
+            }
+            let packed = &self.packed;
             for (i, (t, b)) in top.iter().zip(bottom).enumerate() {
                 let t = t.borrow();
                 let top_diff = t.diff();
@@ -319,12 +329,12 @@ impl Layer for ConvolutionLayer {
                                 // Deconvolution: its input (for the GEMM) is the top.
                                 gemm.weight_grad(td, bd, &mut s.wdiff, &mut s.col);
                                 if down {
-                                    gemm.forward(td, weights, bdiff, &mut s.col);
+                                    gemm.forward(td, packed, bdiff, &mut s.col);
                                 }
                             } else {
                                 gemm.weight_grad(bd, td, &mut s.wdiff, &mut s.col);
                                 if down {
-                                    gemm.backward_data(td, weights, bdiff, &mut s.col);
+                                    gemm.backward_data(td, packed, bdiff, &mut s.col);
                                 }
                             }
                         }
