@@ -118,15 +118,28 @@ fn valid_span(
 /// ends and a (strided) copy of one input row in between.
 pub fn im2col_2d(g: &ConvGeometry, im: &[f32], col: &mut [f32]) {
     let out = checked_output(g, im, col);
+    im2col_2d_ld(g, im, col, out[0] * out[1]);
+}
+
+/// `im2col_2d` into a column buffer whose rows are `ld` values apart: the
+/// columns of one image inside a buffer that holds several side by side
+/// (`col` starts at the image's first column).
+pub fn im2col_2d_ld(g: &ConvGeometry, im: &[f32], col: &mut [f32], ld: usize) {
+    let out = g.output().expect("im2col: kernel larger than padded input");
     let (h, w) = (g.input[0], g.input[1]);
     let (oh, ow) = (out[0], out[1]);
     let sw = g.stride[1];
-    let mut rows = col.chunks_exact_mut(oh * ow);
+    assert!(
+        im.len() >= g.image_len() && ld >= oh * ow && col.len() + ld >= g.col_rows() * ld + oh * ow,
+        "im2col: buffer too small"
+    );
+    let mut r = 0;
     for c in 0..g.channels {
         let plane = &im[c * h * w..(c + 1) * h * w];
         for ki in 0..g.kernel[0] {
             for kj in 0..g.kernel[1] {
-                let row = rows.next().expect("col rows counted by checked_output");
+                let row = &mut col[r * ld..r * ld + oh * ow];
+                r += 1;
                 let (xs, ix0) = valid_span(ow, kj, sw, g.pad[1], g.dilation[1], w);
                 for (y, dst) in row.chunks_exact_mut(ow).enumerate() {
                     let Some(iy) = input_coord(y, ki, g.stride[0], g.pad[0], g.dilation[0], h)
@@ -155,16 +168,27 @@ pub fn im2col_2d(g: &ConvGeometry, im: &[f32], col: &mut [f32]) {
 /// Adjoint of `im2col_2d`.
 pub fn col2im_2d(g: &ConvGeometry, col: &[f32], im: &mut [f32]) {
     let out = checked_output(g, im, col);
+    col2im_2d_ld(g, col, out[0] * out[1], im);
+}
+
+/// Adjoint of `im2col_2d_ld`: reads column rows `ld` values apart.
+pub fn col2im_2d_ld(g: &ConvGeometry, col: &[f32], ld: usize, im: &mut [f32]) {
+    let out = g.output().expect("col2im: kernel larger than padded input");
     let (h, w) = (g.input[0], g.input[1]);
     let (oh, ow) = (out[0], out[1]);
     let sw = g.stride[1];
+    assert!(
+        im.len() >= g.image_len() && ld >= oh * ow && col.len() + ld >= g.col_rows() * ld + oh * ow,
+        "col2im: buffer too small"
+    );
     im[..g.image_len()].fill(0.0);
-    let mut rows = col.chunks_exact(oh * ow);
+    let mut r = 0;
     for c in 0..g.channels {
         let plane = &mut im[c * h * w..(c + 1) * h * w];
         for ki in 0..g.kernel[0] {
             for kj in 0..g.kernel[1] {
-                let row = rows.next().expect("col rows counted by checked_output");
+                let row = &col[r * ld..r * ld + oh * ow];
+                r += 1;
                 let (xs, ix0) = valid_span(ow, kj, sw, g.pad[1], g.dilation[1], w);
                 for (y, src) in row.chunks_exact(ow).enumerate() {
                     let Some(iy) = input_coord(y, ki, g.stride[0], g.pad[0], g.dilation[0], h)

@@ -9,5 +9,5 @@ pub mod mmm;
 pub mod vecops;
 
 pub use gemm::{pack_a, sgemm, sgemm_packed, sgemv, PackedA, Transpose};
-pub use im2col::{col2im, im2col, ConvGeometry};
+pub use im2col::{col2im, col2im_2d_ld, im2col, im2col_2d_ld, ConvGeometry};
 pub use vecops::*;

@@ -3,13 +3,15 @@
 //! the three per-image GEMM steps. Deconvolution is convolution with the roles
 //! of input and output swapped ("reverse dimensions"): its forward is the
 //! convolution's backward-data step and vice versa.
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use crema_proto::caffe::{ConvolutionParameter, LayerParameter};
 use rayon::prelude::*;
 
 use crate::backend::{
-    col2im, im2col, pack_a, sgemm, sgemm_packed, ConvGeometry, PackedA, Transpose,
+    col2im, col2im_2d_ld, im2col, im2col_2d_ld, pack_a, sgemm, sgemm_packed, ConvGeometry, PackedA,
+    Transpose,
 };
 use crate::blob::{Blob, SharedBlob};
 use crate::error::{Error, Result};
@@ -33,7 +35,174 @@ pub struct ConvGemm {
     pub force_nd: bool,
 }
 
+/// Products narrower than this many columns batch several images side by
+/// side: a 13x13 output alone is 169 columns, 5.3 tiles of 32 and a weight
+/// matrix streamed per image; LeNet's 8x8 is 64.
+const BATCH_COLUMNS: usize = 512;
+/// A batched column buffer holds at most this many values (16 MiB).
+const BATCH_COL_MAX: usize = 1 << 22;
+
 impl ConvGemm {
+    /// Images per product: 1 for wide outputs (and N-D geometries), else
+    /// enough to reach `BATCH_COLUMNS` columns within `BATCH_COL_MAX`.
+    pub fn images_per_product(&self) -> usize {
+        if self.force_nd || self.geom.input.len() != 2 || self.out_spatial >= BATCH_COLUMNS {
+            return 1;
+        }
+        let per_image = self.kernel_dim * self.group * self.out_spatial;
+        let by_memory = BATCH_COL_MAX / per_image.max(1);
+        BATCH_COLUMNS
+            .div_ceil(self.out_spatial.max(1))
+            .min(by_memory)
+            .max(1)
+    }
+
+    /// Scratch lengths for products of `g` images: the column buffer and the
+    /// staging buffer for their outputs side by side.
+    pub fn scratch_lens(&self, g: usize) -> (usize, usize) {
+        if g <= 1 {
+            (self.col_len(), 0)
+        } else {
+            (
+                self.kernel_dim * self.group * self.out_spatial * g,
+                self.out_channels * self.out_spatial * g,
+            )
+        }
+    }
+
+    fn in_len(&self) -> usize {
+        self.geom.image_len()
+    }
+    fn out_len(&self) -> usize {
+        self.out_channels * self.out_spatial
+    }
+
+    /// `forward` for `imgs` consecutive images (at most `images_per_product`)
+    /// as one product per group: their columns side by side, the outputs
+    /// staged in `s.stage` and copied to each image.
+    pub fn forward_many(
+        &self,
+        imgs: usize,
+        input: &[f32],
+        w: &[PackedA],
+        output: &mut [f32],
+        s: &mut Scratch,
+    ) {
+        if imgs == 1 {
+            return self.forward(input, w, output, &mut s.col);
+        }
+        let n = imgs * self.out_spatial;
+        self.columns(imgs, input, &mut s.col);
+        let rows = self.rows_per_group();
+        for (g, wg) in w.iter().enumerate() {
+            let col = &s.col[g * self.kernel_dim * n..];
+            sgemm_packed(
+                wg,
+                Transpose::No,
+                n,
+                1.0,
+                col,
+                0.0,
+                &mut s.stage[g * rows * n..],
+            );
+        }
+        self.unstage(imgs, &s.stage, output);
+    }
+
+    /// `backward_data` for `imgs` consecutive images, batched like
+    /// `forward_many`.
+    pub fn backward_data_many(
+        &self,
+        imgs: usize,
+        output: &[f32],
+        wt: &[PackedA],
+        input: &mut [f32],
+        s: &mut Scratch,
+    ) {
+        if imgs == 1 {
+            return self.backward_data(output, wt, input, &mut s.col);
+        }
+        let n = imgs * self.out_spatial;
+        self.stage(imgs, output, &mut s.stage);
+        let rows = self.rows_per_group();
+        for (g, wg) in wt.iter().enumerate() {
+            let col = &mut s.col[g * self.kernel_dim * n..];
+            sgemm_packed(
+                wg,
+                Transpose::No,
+                n,
+                1.0,
+                &s.stage[g * rows * n..],
+                0.0,
+                col,
+            );
+        }
+        let (il, sp) = (self.in_len(), self.out_spatial);
+        for (j, im) in input.chunks_exact_mut(il).take(imgs).enumerate() {
+            col2im_2d_ld(&self.geom, &s.col[j * sp..], n, im);
+        }
+    }
+
+    /// `weight_grad` into `s.wdiff`, summed over `imgs` consecutive images in
+    /// one product per group (the images' positions are one long K).
+    pub fn weight_grad_many(&self, imgs: usize, input: &[f32], output: &[f32], s: &mut Scratch) {
+        if imgs == 1 {
+            return self.weight_grad(input, output, &mut s.wdiff, &mut s.col);
+        }
+        let n = imgs * self.out_spatial;
+        self.columns(imgs, input, &mut s.col);
+        self.stage(imgs, output, &mut s.stage);
+        let rows = self.rows_per_group();
+        for g in 0..self.group {
+            sgemm(
+                Transpose::No,
+                Transpose::Yes,
+                rows,
+                self.kernel_dim,
+                n,
+                1.0,
+                &s.stage[g * rows * n..],
+                &s.col[g * self.kernel_dim * n..],
+                1.0,
+                &mut s.wdiff[g * self.weight_offset()..],
+            );
+        }
+    }
+
+    /// im2col of `imgs` images side by side: image j's columns start at
+    /// column j·out_spatial of rows `imgs·out_spatial` long.
+    fn columns(&self, imgs: usize, input: &[f32], col: &mut [f32]) {
+        let (il, sp) = (self.in_len(), self.out_spatial);
+        for (j, im) in input.chunks_exact(il).take(imgs).enumerate() {
+            im2col_2d_ld(&self.geom, im, &mut col[j * sp..], imgs * sp);
+        }
+    }
+
+    /// Per-image outputs `[image][channel][position]` into the side-by-side
+    /// layout `[channel][image·position]`.
+    fn stage(&self, imgs: usize, output: &[f32], stage: &mut [f32]) {
+        let sp = self.out_spatial;
+        for (j, img) in output.chunks_exact(self.out_len()).take(imgs).enumerate() {
+            for (o, plane) in img.chunks_exact(sp).enumerate() {
+                stage[(o * imgs + j) * sp..][..sp].copy_from_slice(plane);
+            }
+        }
+    }
+
+    /// The inverse of `stage`.
+    fn unstage(&self, imgs: usize, stage: &[f32], output: &mut [f32]) {
+        let sp = self.out_spatial;
+        for (j, img) in output
+            .chunks_exact_mut(self.out_len())
+            .take(imgs)
+            .enumerate()
+        {
+            for (o, plane) in img.chunks_exact_mut(sp).enumerate() {
+                plane.copy_from_slice(&stage[(o * imgs + j) * sp..][..sp]);
+            }
+        }
+    }
+
     /// Length of the column buffer for one image.
     pub fn col_len(&self) -> usize {
         if self.is_1x1 {
@@ -149,6 +318,56 @@ impl ConvGemm {
 pub struct Scratch {
     pub col: Vec<f32>,
     pub wdiff: Vec<f32>,
+    /// Outputs (or output diffs) of a batched product, side by side.
+    pub stage: Vec<f32>,
+}
+
+thread_local! {
+    /// One set of worker scratch per thread that runs nets: the layers of a
+    /// net run one at a time, so they share it instead of each holding
+    /// column buffers of its own (the sum over AlexNet's five convolutions
+    /// is ~80 MB, the largest one ~20 MB). Replicas on other threads get
+    /// their own.
+    static SCRATCH: RefCell<Vec<Scratch>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Calls `f` with `runs` scratch sets whose column, staging and weight-diff
+/// buffers hold at least `col`, `stage` and `wdiff` values (grown, never
+/// shrunk; contents unspecified).
+pub fn with_scratch<R>(
+    runs: usize,
+    (col, stage, wdiff): (usize, usize, usize),
+    f: impl FnOnce(&mut [Scratch]) -> R,
+) -> R {
+    let fit = |pool: &mut Vec<Scratch>| {
+        if pool.len() < runs {
+            pool.resize_with(runs, Scratch::default);
+        }
+        for s in pool.iter_mut().take(runs) {
+            for (buf, len) in [
+                (&mut s.col, col),
+                (&mut s.stage, stage),
+                (&mut s.wdiff, wdiff),
+            ] {
+                if buf.len() < len {
+                    // Fresh zeroed memory: its pages are mapped as they are written.
+                    *buf = vec![0.0; len];
+                }
+            }
+        }
+    };
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut pool) => {
+            fit(&mut pool);
+            f(&mut pool[..runs])
+        }
+        // A layer run from inside another's (a Python layer calling a net).
+        Err(_) => {
+            let mut own = Vec::new();
+            fit(&mut own);
+            f(&mut own)
+        }
+    })
 }
 
 /// Splits the batch into one contiguous run of images per worker and calls

@@ -379,9 +379,53 @@ fn uneven_batch_split_matches_image_by_image() {
         cp.pad = vec![1];
         cp.stride = vec![2];
     });
-    let (b, t) = (crate::Blob::shared(&[3, 2, 5, 5]), empty());
+    matches_image_by_image(&p, [3, 2, 5, 5]);
+}
+
+#[test]
+fn images_batched_into_one_product_match_image_by_image() {
+    // Small outputs put several images side by side in one GEMM (7 images:
+    // runs of 4 and 3 on two workers); forward and the bottom diff must be
+    // the per-image bits, the weight diff equal to rounding.
+    let grouped = |cp: &mut ConvolutionParameter| {
+        cp.set_num_output(6);
+        cp.set_group(3);
+        cp.kernel_size = vec![3];
+        cp.pad = vec![1];
+        cp.stride = vec![2];
+    };
+    matches_image_by_image(&conv(grouped), [7, 3, 7, 5]);
+    matches_image_by_image(
+        &conv(|cp| {
+            cp.set_num_output(5);
+            cp.kernel_size = vec![1];
+        }),
+        [7, 4, 3, 3],
+    );
+    let mut deconv = conv(grouped);
+    deconv.set_type("Deconvolution".into());
+    matches_image_by_image(&deconv, [7, 3, 4, 3]);
+}
+
+#[test]
+fn gradient_with_images_batched_into_one_product() {
+    grad_check(
+        &conv(|cp| {
+            cp.set_num_output(3);
+            cp.kernel_size = vec![2];
+            cp.stride = vec![1];
+        }),
+        &[&[5, 2, 3, 3]],
+    );
+}
+
+/// Runs `p` on a batch of `shape` and checks every image against a batch-1
+/// layer with the same weights.
+fn matches_image_by_image(p: &LayerParameter, shape: [usize; 4]) {
+    let num = shape[0];
+    let (b, t) = (crate::Blob::shared(&shape), empty());
     fill_uniform(&b, -1.0, 1.0, 8);
-    let mut whole = layer(&p);
+    let mut whole = layer(p);
     run(
         whole.as_mut(),
         std::slice::from_ref(&b),
@@ -396,9 +440,12 @@ fn uneven_batch_split_matches_image_by_image() {
         .backward(std::slice::from_ref(&t), &[true], std::slice::from_ref(&b))
         .unwrap();
 
-    let mut single = layer(&p);
-    let (bottom_dim, top_dim) = (50, t.borrow().count() / 3);
-    let (b1, t1) = (crate::Blob::shared(&[1, 2, 5, 5]), empty());
+    let mut single = layer(p);
+    let (bottom_dim, top_dim) = (b.borrow().count() / num, t.borrow().count() / num);
+    let (b1, t1) = (
+        crate::Blob::shared(&[1, shape[1], shape[2], shape[3]]),
+        empty(),
+    );
     single
         .setup(std::slice::from_ref(&b1), std::slice::from_ref(&t1))
         .unwrap();
@@ -408,7 +455,7 @@ fn uneven_batch_split_matches_image_by_image() {
             .copy_from_slice(theirs.borrow().data());
     }
     let mut wdiff_sum = vec![0.0; whole.blobs()[0].borrow().count()];
-    for n in 0..3 {
+    for n in 0..num {
         b1.borrow_mut()
             .data_mut()
             .copy_from_slice(&b.borrow().data()[n * bottom_dim..(n + 1) * bottom_dim]);
@@ -439,7 +486,7 @@ fn uneven_batch_split_matches_image_by_image() {
         let whole_b = b.borrow();
         let bd = &whole_b.diff()[n * bottom_dim..(n + 1) * bottom_dim];
         for (x, y) in b1.borrow().diff().iter().zip(bd) {
-            assert!((x - y).abs() < 1e-6);
+            assert_eq!(x, y);
         }
     }
     for (x, y) in wdiff_sum.iter().zip(whole.blobs()[0].borrow().diff()) {

@@ -9,7 +9,7 @@
 use crema_proto::caffe::LayerParameter;
 
 use super::conv_base::{
-    check_not_in_place, for_each_run, make_params, workers, ConvGemm, Scratch, Window,
+    check_not_in_place, for_each_run, make_params, with_scratch, workers, ConvGemm, Window,
 };
 use crate::backend::{ConvGeometry, PackedA};
 use crate::blob::SharedBlob;
@@ -34,10 +34,15 @@ pub struct ConvolutionLayer {
     top_dim: usize,
     /// Positions per top channel (the bias is added over these).
     top_spatial: usize,
-    scratch: Vec<Scratch>,
+    /// Workers for batch-parallel loops, and the lengths of the column,
+    /// staging and weight-diff buffers each needs (`with_scratch`).
+    runs: usize,
+    scratch_lens: (usize, usize, usize),
     /// The weights packed for this call's products (W, or Wᵀ for the
     /// adjoint), kept so a steady-state iteration allocates nothing.
     packed: Vec<PackedA>,
+    /// Images per GEMM (`ConvGemm::images_per_product`, at most a run's).
+    batch: usize,
 }
 
 impl ConvolutionLayer {
@@ -68,8 +73,10 @@ impl ConvolutionLayer {
             bottom_dim: 0,
             top_dim: 0,
             top_spatial: 0,
-            scratch: Vec::new(),
+            runs: 1,
+            scratch_lens: (0, 0, 0),
             packed: Vec::new(),
+            batch: 1,
         }
     }
 
@@ -232,12 +239,14 @@ impl Layer for ConvolutionLayer {
         self.gemm.geom.input = conv_in.to_vec();
         self.gemm.out_spatial = conv_out.iter().product();
         let runs = workers().min(self.num).max(1);
-        let wlen = self.blobs[0].borrow().count();
-        self.scratch.resize_with(runs, Scratch::default);
-        for s in &mut self.scratch {
-            s.col.resize(self.gemm.col_len(), 0.0);
-            s.wdiff.resize(wlen, 0.0);
-        }
+        self.batch = self
+            .gemm
+            .images_per_product()
+            .min(self.num.div_ceil(runs))
+            .max(1);
+        let (col_len, stage_len) = self.gemm.scratch_lens(self.batch);
+        self.runs = runs;
+        self.scratch_lens = (col_len, stage_len, self.blobs[0].borrow().count());
         Ok(())
     }
 
@@ -246,38 +255,37 @@ impl Layer for ConvolutionLayer {
         let weights = weights.data();
         let bias = self.bias_term.then(|| self.blobs[1].borrow());
         let (gemm, reverse, spatial) = (&self.gemm, self.reverse, self.top_spatial);
-        let (bottom_dim, top_dim) = (self.bottom_dim, self.top_dim);
+        let (bottom_dim, top_dim, batch) = (self.bottom_dim, self.top_dim, self.batch);
         // Deconvolution's forward is the convolution's adjoint: it takes Wᵀ.
         gemm.pack_weights(weights, reverse, &mut self.packed);
-        let packed = &self.packed;
-        for (b, t) in bottom.iter().zip(top) {
-            let b = b.borrow();
-            let mut t = t.borrow_mut();
-            let bias = bias.as_ref().map(|b| b.data());
-            let bottom_data = b.data();
-            for_each_run(
-                self.num,
-                &mut self.scratch,
-                t.data_mut(),
-                top_dim,
-                |first, ts, s| {
-                    for (j, ti) in ts.chunks_exact_mut(top_dim).enumerate() {
-                        let bi =
-                            &bottom_data[(first + j) * bottom_dim..(first + j + 1) * bottom_dim];
+        let (packed, num) = (&self.packed, self.num);
+        with_scratch(self.runs, self.scratch_lens, |scratch| {
+            for (b, t) in bottom.iter().zip(top) {
+                let b = b.borrow();
+                let mut t = t.borrow_mut();
+                let bias = bias.as_ref().map(|b| b.data());
+                let bottom_data = b.data();
+                for_each_run(num, scratch, t.data_mut(), top_dim, |first, ts, s| {
+                    for (j, tc) in ts.chunks_mut(batch * top_dim).enumerate() {
+                        let imgs = tc.len() / top_dim;
+                        let n0 = first + j * batch;
+                        let bc = &bottom_data[n0 * bottom_dim..(n0 + imgs) * bottom_dim];
                         if reverse {
-                            gemm.backward_data(bi, packed, ti, &mut s.col);
+                            gemm.backward_data_many(imgs, bc, packed, tc, s);
                         } else {
-                            gemm.forward(bi, packed, ti, &mut s.col);
+                            gemm.forward_many(imgs, bc, packed, tc, s);
                         }
                         if let Some(bias) = bias {
-                            for (plane, &bv) in ti.chunks_exact_mut(spatial).zip(bias) {
-                                plane.iter_mut().for_each(|v| *v += bv);
+                            for img in tc.chunks_exact_mut(top_dim) {
+                                for (plane, &bv) in img.chunks_exact_mut(spatial).zip(bias) {
+                                    plane.iter_mut().for_each(|v| *v += bv);
+                                }
                             }
                         }
                     }
-                },
-            );
-        }
+                });
+            }
+        });
         Ok(())
     }
 
@@ -287,22 +295,32 @@ impl Layer for ConvolutionLayer {
         propagate_down: &[bool],
         bottom: &[SharedBlob],
     ) -> Result<()> {
-        let (gemm, reverse, spatial, top_dim) =
-            (&self.gemm, self.reverse, self.top_spatial, self.top_dim);
-        for s in &mut self.scratch {
-            s.wdiff.fill(0.0);
-        }
-        {
+        let (gemm, reverse, spatial, top_dim, batch) = (
+            &self.gemm,
+            self.reverse,
+            self.top_spatial,
+            self.top_dim,
+            self.batch,
+        );
+        let wlen = self.scratch_lens.2;
+        let (runs, lens, num, bottom_dim) =
+            (self.runs, self.scratch_lens, self.num, self.bottom_dim);
+        if propagate_down.iter().any(|&d| d) {
             let weights = self.blobs[0].borrow();
-            if propagate_down.iter().any(|&d| d) {
-                gemm.pack_weights(weights.data(), !reverse, &mut self.packed);
+            gemm.pack_weights(weights.data(), !reverse, &mut self.packed);
+        }
+        let packed = &self.packed;
+        let blobs = &self.blobs;
+        let bias_term = self.bias_term;
+        with_scratch(runs, lens, |scratch| {
+            for s in scratch.iter_mut() {
+                s.wdiff[..wlen].fill(0.0);
             }
-            let packed = &self.packed;
             for (i, (t, b)) in top.iter().zip(bottom).enumerate() {
                 let t = t.borrow();
                 let top_diff = t.diff();
-                if self.bias_term {
-                    let mut bias = self.blobs[1].borrow_mut();
+                if bias_term {
+                    let mut bias = blobs[1].borrow_mut();
                     let bias_diff = bias.diff_mut();
                     for img in top_diff.chunks_exact(top_dim) {
                         for (plane, bd) in img.chunks_exact(spatial).zip(bias_diff.iter_mut()) {
@@ -314,40 +332,34 @@ impl Layer for ConvolutionLayer {
                 let mut b = b.borrow_mut();
                 // Bottom data is read and bottom diff written in the same pass.
                 let (bottom_data, bottom_diff) = b.data_and_diff_mut();
-                let bottom_dim = self.bottom_dim;
-                for_each_run(
-                    self.num,
-                    &mut self.scratch,
-                    bottom_diff,
-                    bottom_dim,
-                    |first, diffs, s| {
-                        for (j, bdiff) in diffs.chunks_exact_mut(bottom_dim).enumerate() {
-                            let n = first + j;
-                            let td = &top_diff[n * top_dim..(n + 1) * top_dim];
-                            let bd = &bottom_data[n * bottom_dim..(n + 1) * bottom_dim];
-                            if reverse {
-                                // Deconvolution: its input (for the GEMM) is the top.
-                                gemm.weight_grad(td, bd, &mut s.wdiff, &mut s.col);
-                                if down {
-                                    gemm.forward(td, packed, bdiff, &mut s.col);
-                                }
-                            } else {
-                                gemm.weight_grad(bd, td, &mut s.wdiff, &mut s.col);
-                                if down {
-                                    gemm.backward_data(td, packed, bdiff, &mut s.col);
-                                }
+                for_each_run(num, scratch, bottom_diff, bottom_dim, |first, diffs, s| {
+                    for (j, dc) in diffs.chunks_mut(batch * bottom_dim).enumerate() {
+                        let imgs = dc.len() / bottom_dim;
+                        let n0 = first + j * batch;
+                        let td = &top_diff[n0 * top_dim..(n0 + imgs) * top_dim];
+                        let bd = &bottom_data[n0 * bottom_dim..(n0 + imgs) * bottom_dim];
+                        if reverse {
+                            // Deconvolution: its input (for the GEMM) is the top.
+                            gemm.weight_grad_many(imgs, td, bd, s);
+                            if down {
+                                gemm.forward_many(imgs, td, packed, dc, s);
+                            }
+                        } else {
+                            gemm.weight_grad_many(imgs, bd, td, s);
+                            if down {
+                                gemm.backward_data_many(imgs, td, packed, dc, s);
                             }
                         }
-                    },
-                );
+                    }
+                });
             }
-        }
-        // Sum the workers' accumulators in a fixed order into the weight diff.
-        let mut w = self.blobs[0].borrow_mut();
-        let wd = w.diff_mut();
-        for s in &self.scratch {
-            crate::backend::axpy(1.0, &s.wdiff, wd);
-        }
+            // Sum the workers' accumulators in a fixed order into the weight diff.
+            let mut w = blobs[0].borrow_mut();
+            let wd = w.diff_mut();
+            for s in scratch.iter() {
+                crate::backend::axpy(1.0, &s.wdiff[..wlen], wd);
+            }
+        });
         Ok(())
     }
 
