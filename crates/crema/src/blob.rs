@@ -55,6 +55,12 @@ impl SyncedMem {
             grown.extend_from_slice(&self.host);
             grown.resize(len, 0.0);
             self.retired.push(std::mem::replace(&mut self.host, grown));
+        } else if self.host.capacity() == 0 {
+            // A fresh zeroed allocation maps its pages on first write, so a
+            // buffer nobody writes (the diff of a data layer's top, every diff
+            // of a net that only runs forward) costs no memory, as Caffe's
+            // lazily allocated diffs don't.
+            self.host = vec![0.0; len];
         } else {
             self.host.resize(len, 0.0);
         }
