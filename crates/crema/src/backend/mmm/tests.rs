@@ -133,6 +133,10 @@ fn every_kernel_matches_naive_product_across_block_boundaries() {
         check(kern, MC + 7, 41, 29, 1.0, 1.0); // two row blocks
         check(kern, 3, NC + 5, 2, 1.5, 0.0); // two column blocks
         check(kern, MC + 1, 67, KC + 1, 0.5, -1.0); // all at once
+        // Transposed B in whole 16 × 16 blocks plus a tail (the AVX-512
+        // register transpose in packing), for strips of 16 and 32.
+        check(kern, 5, 64, 48, 1.0, 0.0);
+        check(kern, 7, 96, 53, 1.0, 0.5);
     }
 }
 
