@@ -137,22 +137,27 @@ pub fn im2col_2d_ld(g: &ConvGeometry, im: &[f32], col: &mut [f32], ld: usize) {
     for c in 0..g.channels {
         let plane = &im[c * h * w..(c + 1) * h * w];
         for ki in 0..g.kernel[0] {
+            // Output rows whose tap ki lands inside the image; the rest are zero.
+            let (ys, iy0) = valid_span(oh, ki, g.stride[0], g.pad[0], g.dilation[0], h);
             for kj in 0..g.kernel[1] {
                 let row = &mut col[r * ld..r * ld + oh * ow];
                 r += 1;
                 let (xs, ix0) = valid_span(ow, kj, sw, g.pad[1], g.dilation[1], w);
-                for (y, dst) in row.chunks_exact_mut(ow).enumerate() {
-                    let Some(iy) = input_coord(y, ki, g.stride[0], g.pad[0], g.dilation[0], h)
-                    else {
-                        dst.fill(0.0);
-                        continue;
-                    };
+                row[..ys.start * ow].fill(0.0);
+                row[ys.end * ow..].fill(0.0);
+                let rows = row[ys.start * ow..ys.end * ow].chunks_exact_mut(ow);
+                for (i, dst) in rows.enumerate() {
+                    let iy = iy0 + i * g.stride[0];
                     let src = &plane[iy * w..(iy + 1) * w];
-                    dst[..xs.start].fill(0.0);
-                    dst[xs.end..].fill(0.0);
+                    if xs.start > 0 {
+                        dst[..xs.start].fill(0.0);
+                    }
+                    if xs.end < ow {
+                        dst[xs.end..].fill(0.0);
+                    }
                     let inner = &mut dst[xs.clone()];
                     if sw == 1 {
-                        inner.copy_from_slice(&src[ix0..ix0 + inner.len()]);
+                        copy_row(inner, &src[ix0..ix0 + inner.len()]);
                     } else {
                         inner
                             .iter_mut()
@@ -162,6 +167,26 @@ pub fn im2col_2d_ld(g: &ConvGeometry, im: &[f32], col: &mut [f32], ld: usize) {
                 }
             }
         }
+    }
+}
+
+/// `dst.copy_from_slice(src)` for the short rows of small feature maps
+/// (LeNet's 8, AlexNet's 13 and 27): whole 16-value moves and a tail, where
+/// a `memcpy` call per row would cost more than the copy.
+#[inline]
+fn copy_row(dst: &mut [f32], src: &[f32]) {
+    const V: usize = 16;
+    if dst.len() > 4 * V {
+        return dst.copy_from_slice(src);
+    }
+    let mut d = dst.chunks_exact_mut(V);
+    let mut s = src.chunks_exact(V);
+    for (dv, sv) in (&mut d).zip(&mut s) {
+        let v: [f32; V] = sv.try_into().expect("chunks of V");
+        dv.copy_from_slice(&v);
+    }
+    for (dv, &sv) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *dv = sv;
     }
 }
 
