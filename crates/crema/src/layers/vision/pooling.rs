@@ -7,6 +7,9 @@
 //! Caffe does.
 use crema_proto::caffe::pooling_parameter::{PoolMethod, RoundMode};
 use crema_proto::caffe::{LayerParameter, Phase};
+use std::cell::RefCell;
+use std::ops::Range;
+
 use rand::Rng;
 use rayon::prelude::*;
 
@@ -61,11 +64,232 @@ impl Win {
     }
 }
 
+/// One output row's or column's window along one axis: the taps inside the
+/// image and the extent AVE divides by (clipped only at the far padding).
+#[derive(Clone, Debug)]
+struct Span {
+    taps: Range<usize>,
+    extent: usize,
+}
+
+/// Window spans per output row and column, computed once per reshape so the
+/// per-plane loops do no window arithmetic.
+#[derive(Clone, Debug, Default)]
+struct Plan {
+    rows: Vec<Span>,
+    cols: Vec<Span>,
+    /// Output columns whose windows lie wholly inside the image: these run
+    /// as contiguous, branch-free (vectorisable) loops over whole output rows.
+    inner: Range<usize>,
+}
+
+impl Plan {
+    fn new(win: &Win) -> Plan {
+        let rows: Vec<Span> = (0..win.pooled_h)
+            .map(|ph| {
+                let (taps, _, _) = win.window(ph, 0);
+                let h0 = (ph * win.stride.0) as isize - win.pad.0 as isize;
+                let h1 = (h0 + win.kernel.0 as isize).min((win.height + win.pad.0) as isize);
+                Span {
+                    taps,
+                    extent: (h1 - h0) as usize,
+                }
+            })
+            .collect();
+        let cols: Vec<Span> = (0..win.pooled_w)
+            .map(|pw| {
+                let (_, taps, _) = win.window(0, pw);
+                let w0 = (pw * win.stride.1) as isize - win.pad.1 as isize;
+                let w1 = (w0 + win.kernel.1 as isize).min((win.width + win.pad.1) as isize);
+                Span {
+                    taps,
+                    extent: (w1 - w0) as usize,
+                }
+            })
+            .collect();
+        let full = |pw: &usize| {
+            let w0 = (pw * win.stride.1) as isize - win.pad.1 as isize;
+            w0 >= 0 && w0 as usize + win.kernel.1 <= win.width
+        };
+        // Window starts grow with pw, so the full windows form one run.
+        let lo = (0..win.pooled_w).find(full).unwrap_or(win.pooled_w);
+        let hi = (lo..win.pooled_w)
+            .find(|pw| !full(pw))
+            .unwrap_or(win.pooled_w);
+        Plan {
+            rows,
+            cols,
+            inner: lo..hi,
+        }
+    }
+}
+
+thread_local! {
+    /// One input row split by column phase (x mod stride), kept between calls
+    /// so a steady-state pass allocates nothing.
+    static PHASES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `v > best ? v : best`, and the same choice for `arg`, without a branch:
+/// a data-dependent branch here mispredicts on real activations.
+#[inline(always)]
+fn take_max(v: f32, off: f32, best: &mut f32, arg: &mut f32) {
+    let m = ((v > *best) as u32).wrapping_neg();
+    *best = f32::from_bits((v.to_bits() & m) | (best.to_bits() & !m));
+    *arg = f32::from_bits((off.to_bits() & m) | (arg.to_bits() & !m));
+}
+
+/// Splits `row` by column phase into `out`: phase r holds row[r], row[r + s], ...
+/// at out[r * m..], so strided taps become contiguous runs.
+#[inline(always)]
+fn split_phases(row: &[f32], s: usize, m: usize, out: &mut [f32]) {
+    if s == 1 {
+        out[..row.len()].copy_from_slice(row);
+    } else if s == 2 {
+        let (even, odd) = out.split_at_mut(m);
+        for ((e, o), c) in even.iter_mut().zip(odd.iter_mut()).zip(row.chunks_exact(2)) {
+            (*e, *o) = (c[0], c[1]);
+        }
+        if row.len() % 2 == 1 {
+            even[row.len() / 2] = row[row.len() - 1];
+        }
+    } else {
+        for (j, c) in row.chunks(s).enumerate() {
+            for (r, &v) in c.iter().enumerate() {
+                out[r * m + j] = v;
+            }
+        }
+    }
+}
+
+/// For each inner output column of one output row, the taps of tap column
+/// `kx` on input row `row`: contiguous in the phase split when s > 1.
+#[inline(always)]
+fn inner_taps<'a>(row: &'a [f32], phases: &'a [f32], s: usize, c: usize, n: usize) -> &'a [f32] {
+    if s == 1 {
+        &row[c..c + n]
+    } else {
+        let m = row.len().div_ceil(s);
+        &phases[(c % s) * m + c / s..][..n]
+    }
+}
+
+/// Output columns pooled together in registers by MAX.
+const LANES: usize = 8;
+
+/// MAX over one plane. Taps are visited in row-major order with a strict `>`,
+/// so the argmax is the first maximum, as Caffe's loop finds it. Inner output
+/// columns go LANES at a time with their best value and argmax in registers,
+/// reading the window's input rows split by phase (padded by LANES so a last
+/// partial block reads in bounds; its extra lanes are dropped).
+fn max_plane(win: &Win, plan: &Plan, bp: &[f32], tp: &mut [f32], mp: &mut [f32]) {
+    let (w, s, kw) = (win.width, win.stride.1, win.kernel.1);
+    let inner = plan.inner.clone();
+    let x0 = (inner.start * s).wrapping_sub(win.pad.1);
+    let m = w.div_ceil(s) + LANES;
+    PHASES.with_borrow_mut(|phases| {
+        phases.resize(m * s * win.kernel.0, 0.0);
+        for ((span, t), mk) in plan
+            .rows
+            .iter()
+            .zip(tp.chunks_exact_mut(win.pooled_w))
+            .zip(mp.chunks_exact_mut(win.pooled_w))
+        {
+            let rows = span.taps.clone();
+            for pw in (0..inner.start).chain(inner.end..win.pooled_w) {
+                let cols = plan.cols[pw].taps.clone();
+                let (mut best, mut arg) = (MAX_START, (rows.start * w + cols.start) as f32);
+                for y in rows.clone() {
+                    for (x, &v) in bp[y * w..][cols.clone()].iter().enumerate() {
+                        take_max(v, (y * w + cols.start + x) as f32, &mut best, &mut arg);
+                    }
+                }
+                (t[pw], mk[pw]) = (best, arg);
+            }
+            if inner.is_empty() {
+                continue;
+            }
+            let n = inner.len();
+            let (best, arg) = (&mut t[inner.clone()], &mut mk[inner.clone()]);
+            for (r, y) in rows.clone().enumerate() {
+                split_phases(&bp[y * w..][..w], s, m, &mut phases[r * m * s..][..m * s]);
+            }
+            let mut j0 = 0;
+            while j0 < n {
+                let mut b = [MAX_START; LANES];
+                // Argmax relative to the window's first column; the default is its first tap.
+                let mut a = [(rows.start * w) as f32; LANES];
+                for (r, y) in rows.clone().enumerate() {
+                    let ph = &phases[r * m * s..][..m * s];
+                    for kx in 0..kw {
+                        let c = x0 + kx;
+                        let taps: &[f32; LANES] =
+                            ph[(c % s) * m + c / s + j0..][..LANES].try_into().unwrap();
+                        let off = (y * w + kx) as f32;
+                        for l in 0..LANES {
+                            take_max(taps[l], off, &mut b[l], &mut a[l]);
+                        }
+                    }
+                }
+                let base = (x0 + j0 * s) as f32;
+                let lanes = LANES.min(n - j0);
+                for l in 0..lanes {
+                    best[j0 + l] = b[l];
+                    arg[j0 + l] = a[l] + base + (l * s) as f32;
+                }
+                j0 += LANES;
+            }
+        }
+    });
+}
+
+/// AVE over one plane: taps summed in row-major order from -0.0 (as
+/// `Iterator::sum` does), so results match the plain window loop bit for bit.
+fn ave_plane(win: &Win, plan: &Plan, bp: &[f32], tp: &mut [f32]) {
+    let (w, s, kw) = (win.width, win.stride.1, win.kernel.1);
+    let inner = plan.inner.clone();
+    let x0 = (inner.start * s).wrapping_sub(win.pad.1);
+    PHASES.with_borrow_mut(|phases| {
+        if s > 1 {
+            phases.resize(w.div_ceil(s) * s, 0.0);
+        }
+        for (span, t) in plan.rows.iter().zip(tp.chunks_exact_mut(win.pooled_w)) {
+            let rows = span.taps.clone();
+            for pw in (0..inner.start).chain(inner.end..win.pooled_w) {
+                let cols = &plan.cols[pw];
+                let sum: f32 = rows
+                    .clone()
+                    .flat_map(|y| bp[y * w..][cols.taps.clone()].iter())
+                    .sum();
+                t[pw] = sum / (span.extent * cols.extent) as f32;
+            }
+            if inner.is_empty() {
+                continue;
+            }
+            let sums = &mut t[inner.clone()];
+            sums.fill(-0.0);
+            for y in rows {
+                let row = &bp[y * w..][..w];
+                if s > 1 {
+                    split_phases(row, s, w.div_ceil(s), phases);
+                }
+                for kx in 0..kw {
+                    let taps = inner_taps(row, phases, s, x0 + kx, sums.len());
+                    sums.iter_mut().zip(taps).for_each(|(a, &v)| *a += v);
+                }
+            }
+            let area = (span.extent * kw) as f32;
+            sums.iter_mut().for_each(|a| *a /= area);
+        }
+    });
+}
+
 pub struct PoolingLayer {
     param: LayerParameter,
     method: PoolMethod,
     global: bool,
     win: Win,
+    plan: Plan,
     channels: usize,
     num: usize,
     /// MAX: argmax per output (index in the plane); STOCHASTIC training: the
@@ -160,6 +384,7 @@ impl PoolingLayer {
             method,
             global,
             win,
+            plan: Plan::default(),
             channels: 0,
             num: 0,
             mask: Vec::new(),
@@ -256,6 +481,7 @@ impl Layer for PoolingLayer {
             pooled_w,
             ..w
         };
+        self.plan = Plan::new(&self.win);
         self.num = num;
         self.channels = channels;
         let top_shape = [num, channels, pooled_h, pooled_w];
@@ -272,42 +498,20 @@ impl Layer for PoolingLayer {
         let win = self.win;
         let train = self.param.phase() == Phase::TRAIN;
         match self.method {
-            PoolMethod::MAX => for_planes(
-                &win,
-                b.data(),
-                t.data_mut(),
-                &mut self.mask,
-                |bp, tp, mp| {
-                    for ph in 0..win.pooled_h {
-                        for pw in 0..win.pooled_w {
-                            let (rows, cols, _) = win.window(ph, pw);
-                            let (mut best, mut arg) =
-                                (MAX_START, rows.start * win.width + cols.start);
-                            for y in rows {
-                                for x in cols.clone() {
-                                    let v = bp[y * win.width + x];
-                                    if v > best {
-                                        (best, arg) = (v, y * win.width + x);
-                                    }
-                                }
-                            }
-                            tp[ph * win.pooled_w + pw] = best;
-                            mp[ph * win.pooled_w + pw] = arg as f32;
-                        }
-                    }
-                },
-            ),
+            PoolMethod::MAX => {
+                let plan = &self.plan;
+                for_planes(
+                    &win,
+                    b.data(),
+                    t.data_mut(),
+                    &mut self.mask,
+                    |bp, tp, mp| max_plane(&win, plan, bp, tp, mp),
+                )
+            }
             PoolMethod::AVE => {
+                let plan = &self.plan;
                 for_planes(&win, b.data(), t.data_mut(), &mut self.mask, |bp, tp, _| {
-                    for ph in 0..win.pooled_h {
-                        for pw in 0..win.pooled_w {
-                            let (rows, cols, area) = win.window(ph, pw);
-                            let sum: f32 = rows
-                                .flat_map(|y| bp[y * win.width..][cols.clone()].iter())
-                                .sum();
-                            tp[ph * win.pooled_w + pw] = sum / area as f32;
-                        }
-                    }
+                    ave_plane(&win, plan, bp, tp)
                 })
             }
             PoolMethod::STOCHASTIC => {
@@ -380,25 +584,39 @@ impl Layer for PoolingLayer {
         let (p, q) = (win.plane(), win.pooled());
         let method = self.method;
         let train = self.param.phase() == Phase::TRAIN;
+        let plan = &self.plan;
         let plane = |(((bd, x), td), mp): PlaneGrads| {
             bd.fill(0.0);
-            for ph in 0..win.pooled_h {
-                for pw in 0..win.pooled_w {
-                    let o = ph * win.pooled_w + pw;
-                    let g = td[o];
-                    let (rows, cols, area) = win.window(ph, pw);
-                    match method {
-                        // The argmax / sampled tap takes the whole gradient.
-                        PoolMethod::MAX => bd[mp[o] as usize] += g,
-                        PoolMethod::STOCHASTIC if train => bd[mp[o] as usize] += g,
-                        PoolMethod::AVE => {
-                            for y in rows {
-                                bd[y * win.width..][cols.clone()]
+            match method {
+                // The argmax / sampled tap takes the whole gradient; no window needed.
+                PoolMethod::MAX => {
+                    for (&g, &i) in td.iter().zip(mp) {
+                        bd[i as usize] += g;
+                    }
+                }
+                PoolMethod::STOCHASTIC if train => {
+                    for (&g, &i) in td.iter().zip(mp) {
+                        bd[i as usize] += g;
+                    }
+                }
+                // Outputs in order, as Caffe adds them, so overlaps sum identically.
+                PoolMethod::AVE => {
+                    for (span, td) in plan.rows.iter().zip(td.chunks_exact(win.pooled_w)) {
+                        for (cols, &g) in plan.cols.iter().zip(td) {
+                            let d = g / (span.extent * cols.extent) as f32;
+                            for y in span.taps.clone() {
+                                bd[y * win.width..][cols.taps.clone()]
                                     .iter_mut()
-                                    .for_each(|v| *v += g / area as f32);
+                                    .for_each(|v| *v += d);
                             }
                         }
-                        PoolMethod::STOCHASTIC => {
+                    }
+                }
+                PoolMethod::STOCHASTIC => {
+                    for ph in 0..win.pooled_h {
+                        for pw in 0..win.pooled_w {
+                            let g = td[ph * win.pooled_w + pw];
+                            let (rows, cols, _) = win.window(ph, pw);
                             // d(Σx²/Σx)/dxᵢ = (2xᵢ·S − Q) / S².
                             let idx = || {
                                 rows.clone()

@@ -308,3 +308,216 @@ fn parallel_planes_agree_with_serial() {
         assert_eq!(parallel, serial, "{method:?}");
     }
 }
+
+/// Caffe's pooling loops, written plainly: one window per output, clipped
+/// to the image, taps in row-major order.
+struct Naive {
+    k: (usize, usize),
+    s: (usize, usize),
+    p: (usize, usize),
+    /// (height, width) of the bottom and of the top.
+    hw: (usize, usize),
+    pooled: (usize, usize),
+}
+
+impl Naive {
+    /// (rows, cols, AVE divisor) of output (ph, pw).
+    fn window(
+        &self,
+        ph: usize,
+        pw: usize,
+    ) -> (std::ops::Range<usize>, std::ops::Range<usize>, usize) {
+        let (h, w) = (self.hw.0 as isize, self.hw.1 as isize);
+        let h0 = (ph * self.s.0) as isize - self.p.0 as isize;
+        let w0 = (pw * self.s.1) as isize - self.p.1 as isize;
+        let h1 = (h0 + self.k.0 as isize).min(h + self.p.0 as isize);
+        let w1 = (w0 + self.k.1 as isize).min(w + self.p.1 as isize);
+        let area = ((h1 - h0) * (w1 - w0)) as usize;
+        let rows = h0.max(0) as usize..h1.min(h) as usize;
+        let cols = w0.max(0) as usize..w1.min(w) as usize;
+        (rows, cols, area)
+    }
+
+    /// Per plane: MAX top and mask, and AVE top.
+    fn forward(&self, x: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let (plane, w) = (self.hw.0 * self.hw.1, self.hw.1);
+        let (mut max, mut mask, mut ave) = (vec![], vec![], vec![]);
+        for bp in x.chunks(plane) {
+            for ph in 0..self.pooled.0 {
+                for pw in 0..self.pooled.1 {
+                    let (rows, cols, area) = self.window(ph, pw);
+                    let (mut best, mut arg) = (-f32::MAX, rows.start * w + cols.start);
+                    let mut sum = -0.0f32;
+                    for y in rows {
+                        for xx in cols.clone() {
+                            let v = bp[y * w + xx];
+                            sum += v;
+                            if v > best {
+                                (best, arg) = (v, y * w + xx);
+                            }
+                        }
+                    }
+                    max.push(best);
+                    mask.push(arg as f32);
+                    ave.push(sum / area as f32);
+                }
+            }
+        }
+        (max, mask, ave)
+    }
+
+    /// Bottom diffs for MAX (through `mask`) and AVE, from top diff `g`.
+    fn backward(&self, g: &[f32], mask: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let (plane, w) = (self.hw.0 * self.hw.1, self.hw.1);
+        let q = self.pooled.0 * self.pooled.1;
+        let n = g.len() / q;
+        let (mut dmax, mut dave) = (vec![0.0; n * plane], vec![0.0; n * plane]);
+        for i in 0..n {
+            for ph in 0..self.pooled.0 {
+                for pw in 0..self.pooled.1 {
+                    let o = i * q + ph * self.pooled.1 + pw;
+                    dmax[i * plane + mask[o] as usize] += g[o];
+                    let (rows, cols, area) = self.window(ph, pw);
+                    for y in rows {
+                        for xx in cols.clone() {
+                            dave[i * plane + y * w + xx] += g[o] / area as f32;
+                        }
+                    }
+                }
+            }
+        }
+        (dmax, dave)
+    }
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// The layer's MAX (top, mask, bottom diff) and AVE (top, bottom diff) on `x`.
+fn layer_max_ave(
+    edit: impl Fn(&mut PoolingParameter) + Copy,
+    shape: &[usize],
+    x: &[f32],
+    g: &[f32],
+) -> [Vec<f32>; 5] {
+    let go = |method, tops: usize| {
+        let b = blob(shape, x);
+        let t: Vec<_> = (0..tops).map(|_| empty()).collect();
+        let mut l = layer(&pool(method, edit));
+        run(l.as_mut(), std::slice::from_ref(&b), &t);
+        let q = t[0].borrow().count();
+        t[0].borrow_mut().diff_mut().copy_from_slice(&g[..q]);
+        l.backward(&t[..1], &[true], std::slice::from_ref(&b))
+            .unwrap();
+        let out: Vec<Vec<f32>> = t.iter().map(|t| t.borrow().data().to_vec()).collect();
+        let diff = b.borrow().diff().to_vec();
+        (out, diff)
+    };
+    let (mut max, dmax) = go(PoolMethod::MAX, 2);
+    let (mut ave, dave) = go(PoolMethod::AVE, 1);
+    [max.remove(0), max.remove(0), dmax, ave.remove(0), dave]
+}
+
+#[test]
+fn fast_paths_match_naive_windows_on_awkward_shapes() {
+    // (kernel, stride, pad, input shape, floor rounding)
+    type Case = (
+        (usize, usize),
+        (usize, usize),
+        (usize, usize),
+        [usize; 4],
+        bool,
+    );
+    let cases: &[Case] = &[
+        ((3, 3), (2, 2), (0, 0), [2, 3, 13, 11], false), // CEIL clips the last window
+        ((2, 2), (2, 2), (0, 0), [1, 2, 7, 5], false),
+        ((3, 3), (1, 1), (1, 1), [1, 3, 5, 7], false),
+        ((2, 2), (3, 3), (0, 0), [1, 2, 11, 13], false), // stride > kernel
+        ((5, 3), (2, 1), (2, 1), [1, 2, 7, 11], false),  // rectangular
+        ((3, 2), (2, 3), (2, 1), [1, 2, 9, 10], false),
+        ((3, 3), (2, 2), (1, 1), [2, 2, 1, 1], false), // 1x1 planes
+        ((1, 1), (1, 1), (0, 0), [1, 2, 3, 5], false),
+        ((4, 4), (1, 1), (0, 0), [1, 2, 6, 7], false), // four windows overlap per tap
+        ((3, 3), (2, 2), (0, 0), [1, 1, 8, 8], true),
+        ((5, 5), (3, 3), (2, 2), [1, 2, 17, 19], false),
+        ((3, 3), (2, 2), (0, 0), [2, 8, 37, 31], false), // takes the rayon path
+    ];
+    for (ci, &(k, s, p, shape, floor)) in cases.iter().enumerate() {
+        let b = Blob::shared(&shape);
+        fill_uniform(&b, -1.0, 1.0, 100 + ci as u64);
+        // Five levels make ties common, so the first-maximum rule decides the mask;
+        // a few -inf and NaN taps must never win.
+        let x: Vec<f32> = b
+            .borrow()
+            .data()
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| match i % 23 {
+                7 => f32::NEG_INFINITY,
+                13 if i % 3 == 0 => f32::NAN,
+                _ => (v * 2.0).round() / 2.0,
+            })
+            .collect();
+        let edit = move |pp: &mut PoolingParameter| {
+            pp.set_kernel_h(k.0 as u32);
+            pp.set_kernel_w(k.1 as u32);
+            pp.set_stride_h(s.0 as u32);
+            pp.set_stride_w(s.1 as u32);
+            pp.set_pad_h(p.0 as u32);
+            pp.set_pad_w(p.1 as u32);
+            if floor {
+                pp.set_round_mode(RoundMode::FLOOR);
+            }
+        };
+        let top = top_shape(&pool(PoolMethod::MAX, edit), &shape);
+        let naive = Naive {
+            k,
+            s,
+            p,
+            hw: (shape[2], shape[3]),
+            pooled: (top[2], top[3]),
+        };
+        let g: Vec<f32> = (0..top.iter().product::<usize>())
+            .map(|i| ((i * 7919) % 17) as f32 / 8.0 - 1.0)
+            .collect();
+        let [max, mask, dmax, ave, dave] = layer_max_ave(edit, &shape, &x, &g);
+        let (want_max, want_mask, want_ave) = naive.forward(&x);
+        let (want_dmax, want_dave) = naive.backward(&g, &want_mask);
+        let case = format!("case {ci}: k {k:?} s {s:?} p {p:?} {shape:?}");
+        assert_eq!(bits(&max), bits(&want_max), "MAX top, {case}");
+        assert_eq!(mask, want_mask, "MAX mask, {case}");
+        assert_eq!(bits(&dmax), bits(&want_dmax), "MAX bottom diff, {case}");
+        assert_eq!(bits(&ave), bits(&want_ave), "AVE top, {case}");
+        assert_eq!(bits(&dave), bits(&want_dave), "AVE bottom diff, {case}");
+    }
+}
+
+#[test]
+fn max_window_of_only_neg_inf_and_nan_keeps_first_tap() {
+    // Caffe starts at -FLT_MAX: such a window outputs -FLT_MAX with the argmax
+    // at its first in-image tap, on the inner and the clipped paths alike.
+    let x = blob(
+        &[1, 1, 2, 5],
+        &[
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -f32::MAX,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            f32::NAN,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            f32::NAN,
+            f32::NEG_INFINITY,
+        ],
+    );
+    let (t, m) = (empty(), empty());
+    run(
+        layer(&pool(PoolMethod::MAX, square(2, 2, 0))).as_mut(),
+        &[x],
+        &[t.clone(), m.clone()],
+    );
+    assert_eq!(t.borrow().data(), &[-f32::MAX; 3]);
+    assert_eq!(m.borrow().data(), &[0.0, 2.0, 4.0]);
+}
