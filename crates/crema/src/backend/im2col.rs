@@ -159,10 +159,8 @@ pub fn im2col_2d_ld(g: &ConvGeometry, im: &[f32], col: &mut [f32], ld: usize) {
                     if sw == 1 {
                         copy_row(inner, &src[ix0..ix0 + inner.len()]);
                     } else {
-                        inner
-                            .iter_mut()
-                            .enumerate()
-                            .for_each(|(i, d)| *d = src[ix0 + i * sw]);
+                        let taps = src[ix0..].iter().step_by(sw);
+                        inner.iter_mut().zip(taps).for_each(|(d, &v)| *d = v);
                     }
                 }
             }
@@ -171,22 +169,35 @@ pub fn im2col_2d_ld(g: &ConvGeometry, im: &[f32], col: &mut [f32], ld: usize) {
 }
 
 /// `dst.copy_from_slice(src)` for the short rows of small feature maps
-/// (LeNet's 8, AlexNet's 13 and 27): whole 16-value moves and a tail, where
-/// a `memcpy` call per row would cost more than the copy.
+/// (LeNet's 8, AlexNet's 13 and 27): fixed-size moves, the last one
+/// overlapping the one before, where a `memcpy` call per row would cost more
+/// than the copy.
 #[inline]
 fn copy_row(dst: &mut [f32], src: &[f32]) {
-    const V: usize = 16;
-    if dst.len() > 4 * V {
-        return dst.copy_from_slice(src);
+    let n = dst.len();
+    assert_eq!(n, src.len(), "copy_row: lengths differ");
+    #[inline(always)]
+    fn block<const V: usize>(dst: &mut [f32], src: &[f32], at: usize) {
+        let v: [f32; V] = src[at..at + V].try_into().expect("V values");
+        dst[at..at + V].copy_from_slice(&v);
     }
-    let mut d = dst.chunks_exact_mut(V);
-    let mut s = src.chunks_exact(V);
-    for (dv, sv) in (&mut d).zip(&mut s) {
-        let v: [f32; V] = sv.try_into().expect("chunks of V");
-        dv.copy_from_slice(&v);
-    }
-    for (dv, &sv) in d.into_remainder().iter_mut().zip(s.remainder()) {
-        *dv = sv;
+    match n {
+        0..=3 => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s),
+        4..=7 => {
+            block::<4>(dst, src, 0);
+            block::<4>(dst, src, n - 4);
+        }
+        8..=15 => {
+            block::<8>(dst, src, 0);
+            block::<8>(dst, src, n - 8);
+        }
+        16..=64 => {
+            for at in (0..n - 16).step_by(16) {
+                block::<16>(dst, src, at);
+            }
+            block::<16>(dst, src, n - 16);
+        }
+        _ => dst.copy_from_slice(src),
     }
 }
 
@@ -323,6 +334,17 @@ mod tests {
             pad: pad.to_vec(),
             stride: stride.to_vec(),
             dilation: dil.to_vec(),
+        }
+    }
+
+    #[test]
+    fn copy_row_copies_every_length() {
+        let src: Vec<f32> = (0..80).map(|i| i as f32 + 0.5).collect();
+        for n in 0..80 {
+            let mut dst = vec![-1.0; n + 1];
+            copy_row(&mut dst[..n], &src[..n]);
+            assert_eq!(&dst[..n], &src[..n], "length {n}");
+            assert_eq!(dst[n], -1.0, "length {n} wrote past its end");
         }
     }
 
