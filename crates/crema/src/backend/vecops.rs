@@ -31,6 +31,11 @@ pub fn axpby(alpha: f32, x: &[f32], beta: f32, y: &mut [f32]) {
 /// Σ xᵢ·yᵢ.
 pub fn dot(x: &[f32], y: &[f32]) -> f32 {
     assert_eq!(x.len(), y.len(), "dot: length mismatch");
+    #[cfg(target_arch = "x86_64")]
+    if x.len() >= 64 && is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F and the lengths are equal.
+        return unsafe { dot_avx512(x, y) };
+    }
     let mut acc = [0f32; LANES];
     let (xc, xr) = x.split_at(x.len() / LANES * LANES);
     let (yc, yr) = y.split_at(xc.len());
@@ -40,6 +45,39 @@ pub fn dot(x: &[f32], y: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + xr.iter().zip(yr).map(|(a, b)| a * b).sum::<f32>()
+}
+
+/// `dot` in 512-bit FMAs with four accumulators: the rows of a batch-1 fully
+/// connected layer (fc6's 4096 rows of 9216) stream at memory speed instead
+/// of waiting on one chain of adds.
+///
+/// Safety: the CPU has AVX-512F; `x` and `y` have the same length.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn dot_avx512(x: &[f32], y: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = x.len();
+    let (px, py) = (x.as_ptr(), y.as_ptr());
+    let mut acc = [_mm512_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 64 <= n {
+        for (a, v) in acc.iter_mut().enumerate() {
+            let o = i + 16 * a;
+            *v = _mm512_fmadd_ps(_mm512_loadu_ps(px.add(o)), _mm512_loadu_ps(py.add(o)), *v);
+        }
+        i += 64;
+    }
+    while i + 16 <= n {
+        acc[0] = _mm512_fmadd_ps(
+            _mm512_loadu_ps(px.add(i)),
+            _mm512_loadu_ps(py.add(i)),
+            acc[0],
+        );
+        i += 16;
+    }
+    let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+    let tail: f32 = x[i..].iter().zip(&y[i..]).map(|(a, b)| a * b).sum();
+    _mm512_reduce_add_ps(sum) + tail
 }
 
 /// Σ |xᵢ|.
@@ -134,6 +172,18 @@ pub fn sign(a: &[f32], y: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dot_matches_f64_sum_at_every_length_around_the_vector_blocks() {
+        for n in [0, 1, 15, 16, 17, 63, 64, 65, 127, 130, 1000, 9216] {
+            let x: Vec<f32> = (0..n).map(|i| ((i * 7919) % 113) as f32 / 57.0 - 1.0).collect();
+            let y: Vec<f32> = (0..n).map(|i| ((i * 104729) % 89) as f32 / 44.0 - 1.0).collect();
+            let want: f64 = x.iter().zip(&y).map(|(a, b)| *a as f64 * *b as f64).sum();
+            let norm: f64 = x.iter().zip(&y).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
+            let got = dot(&x, &y) as f64;
+            assert!((got - want).abs() <= 1e-6 * norm.max(1.0), "n {n}: {got} vs {want}");
+        }
+    }
 
     #[test]
     fn blas1_by_hand() {
