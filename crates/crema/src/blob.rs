@@ -6,6 +6,7 @@
 //! GPU backend arrives.
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crema_proto::binary::blob_shape;
 use crema_proto::caffe::{BlobProto, BlobShape};
@@ -32,6 +33,15 @@ pub struct SyncedMem {
     /// so they live as long as the blob instead of being freed under it.
     retired: Vec<Vec<f32>>,
     keep_retired: bool,
+    /// Stamp of the last mutable access (`next_version`): equal stamps mean
+    /// unchanged contents, so layers may keep what they derive from them.
+    version: u64,
+}
+
+/// Stamps for `SyncedMem::version`, unique across all buffers of the process.
+fn next_version() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl SyncedMem {
@@ -41,6 +51,7 @@ impl SyncedMem {
             head: Head::Uninitialized,
             retired: Vec::new(),
             keep_retired: false,
+            version: next_version(),
         }
     }
     /// Grows the buffer to hold `len` values (new space zeroed); never shrinks,
@@ -49,6 +60,7 @@ impl SyncedMem {
         if self.host.len() >= len {
             return;
         }
+        self.version = next_version();
         if self.keep_retired && self.host.capacity() < len {
             // Doubling keeps the retired buffers smaller in total than the live one.
             let mut grown = Vec::with_capacity(len.max(2 * self.host.capacity()));
@@ -73,6 +85,7 @@ impl SyncedMem {
     }
     fn cpu_mut(&mut self, count: usize) -> &mut [f32] {
         self.head = Head::AtHost;
+        self.version = next_version();
         &mut self.host[..count]
     }
 }
@@ -224,6 +237,12 @@ impl Blob {
         let n = self.count;
         self.diff.head = Head::AtHost;
         (&self.data.host[..n], &mut self.diff.host[..n])
+    }
+    /// A stamp that changes whenever the data may have been written, unique
+    /// across blobs; `None` once raw views of the buffer were handed out
+    /// (`keep_host_buffers_alive`: pycaffe's numpy arrays write behind it).
+    pub fn data_version(&self) -> Option<u64> {
+        (!self.data.keep_retired).then_some(self.data.version)
     }
     pub fn data_head(&self) -> Head {
         self.data.head()

@@ -405,6 +405,18 @@ fn images_batched_into_one_product_match_image_by_image() {
     let mut deconv = conv(grouped);
     deconv.set_type("Deconvolution".into());
     matches_image_by_image(&deconv, [7, 3, 4, 3]);
+    // Large enough that a batch of one splits im2col/col2im by channel over
+    // the pool (the batch-1 side), against whole images per worker.
+    let wide = |cp: &mut ConvolutionParameter| {
+        cp.set_num_output(4);
+        cp.set_group(2);
+        cp.kernel_size = vec![3];
+        cp.pad = vec![1];
+    };
+    matches_image_by_image(&conv(wide), [3, 10, 40, 40]);
+    let mut wide_deconv = conv(wide);
+    wide_deconv.set_type("Deconvolution".into());
+    matches_image_by_image(&wide_deconv, [3, 10, 40, 40]);
 }
 
 #[test]
@@ -491,5 +503,38 @@ fn matches_image_by_image(p: &LayerParameter, shape: [usize; 4]) {
     }
     for (x, y) in wdiff_sum.iter().zip(whole.blobs()[0].borrow().diff()) {
         assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+    }
+}
+
+#[test]
+fn weights_written_between_passes_are_packed_again() {
+    // Packed weights are kept while the weight blob's data is unchanged;
+    // any write through data_mut must be seen by the next pass.
+    let p = conv(|cp| {
+        cp.set_num_output(3);
+        cp.kernel_size = vec![2];
+        cp.set_bias_term(false);
+    });
+    let (b, t) = (crate::Blob::shared(&[2, 2, 4, 4]), empty());
+    fill_uniform(&b, -1.0, 1.0, 21);
+    let mut l = layer(&p);
+    run(
+        l.as_mut(),
+        std::slice::from_ref(&b),
+        std::slice::from_ref(&t),
+    );
+    let first = t.borrow().data().to_vec();
+    l.forward(std::slice::from_ref(&b), std::slice::from_ref(&t))
+        .unwrap();
+    assert_eq!(t.borrow().data(), &first[..]);
+    l.blobs()[0]
+        .borrow_mut()
+        .data_mut()
+        .iter_mut()
+        .for_each(|w| *w *= 2.0);
+    l.forward(std::slice::from_ref(&b), std::slice::from_ref(&t))
+        .unwrap();
+    for (x, y) in t.borrow().data().iter().zip(&first) {
+        assert_eq!(*x, 2.0 * y);
     }
 }

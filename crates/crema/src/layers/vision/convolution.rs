@@ -41,6 +41,9 @@ pub struct ConvolutionLayer {
     /// The weights packed for this call's products (W, or Wᵀ for the
     /// adjoint), kept so a steady-state iteration allocates nothing.
     packed: Vec<PackedA>,
+    /// What `packed` holds: the weights' data version and whether it is Wᵀ;
+    /// an inference loop over unchanged weights packs them once.
+    packed_of: Option<(u64, bool)>,
     /// Images per GEMM (`ConvGemm::images_per_product`, at most a run's).
     batch: usize,
 }
@@ -76,6 +79,7 @@ impl ConvolutionLayer {
             runs: 1,
             scratch_lens: (0, 0, 0),
             packed: Vec::new(),
+            packed_of: None,
             batch: 1,
         }
     }
@@ -251,13 +255,17 @@ impl Layer for ConvolutionLayer {
     }
 
     fn forward(&mut self, bottom: &[SharedBlob], top: &[SharedBlob]) -> Result<()> {
-        let weights = self.blobs[0].borrow();
-        let weights = weights.data();
+        let weight_blob = self.blobs[0].borrow();
+        let weights = weight_blob.data();
         let bias = self.bias_term.then(|| self.blobs[1].borrow());
         let (gemm, reverse, spatial) = (&self.gemm, self.reverse, self.top_spatial);
         let (bottom_dim, top_dim, batch) = (self.bottom_dim, self.top_dim, self.batch);
         // Deconvolution's forward is the convolution's adjoint: it takes Wᵀ.
-        gemm.pack_weights(weights, reverse, &mut self.packed);
+        let want = weight_blob.data_version().map(|v| (v, reverse));
+        if want.is_none() || want != self.packed_of {
+            gemm.pack_weights(weights, reverse, &mut self.packed);
+            self.packed_of = want;
+        }
         let (packed, num) = (&self.packed, self.num);
         with_scratch(self.runs, self.scratch_lens, |scratch| {
             for (b, t) in bottom.iter().zip(top) {
@@ -307,7 +315,11 @@ impl Layer for ConvolutionLayer {
             (self.runs, self.scratch_lens, self.num, self.bottom_dim);
         if propagate_down.iter().any(|&d| d) {
             let weights = self.blobs[0].borrow();
-            gemm.pack_weights(weights.data(), !reverse, &mut self.packed);
+            let want = weights.data_version().map(|v| (v, !reverse));
+            if want.is_none() || want != self.packed_of {
+                gemm.pack_weights(weights.data(), !reverse, &mut self.packed);
+                self.packed_of = want;
+            }
         }
         let packed = &self.packed;
         let blobs = &self.blobs;
