@@ -169,6 +169,76 @@ impl ConvGemm {
         }
     }
 
+    /// Whether one image's im2col/col2im should split its channels over the
+    /// pool: a batch of one runs on the calling thread, where the GEMMs split
+    /// but a serial im2col would leave the other cores idle.
+    fn split_channels(&self) -> usize {
+        let threads = rayon::current_num_threads();
+        if self.force_nd
+            || self.geom.input.len() != 2
+            || threads < 2
+            || rayon::current_thread_index().is_some()
+            || self.col_len() < 1 << 16
+        {
+            1
+        } else {
+            threads.min(self.geom.channels)
+        }
+    }
+
+    /// `im2col` of one image, its channels split over the pool when
+    /// `split_channels` says so (channel c fills only its own rows).
+    fn im2col_one(&self, input: &[f32], col: &mut [f32]) {
+        let parts = self.split_channels();
+        if parts == 1 {
+            return im2col(&self.geom, input, col, self.force_nd);
+        }
+        let (per, rows, plane) = self.channel_split(parts);
+        col[..self.geom.channels * rows]
+            .par_chunks_mut(per * rows)
+            .enumerate()
+            .for_each(|(i, cc)| {
+                let c0 = i * per;
+                let g = ConvGeometry {
+                    channels: cc.len() / rows,
+                    ..self.geom.clone()
+                };
+                im2col(&g, &input[c0 * plane..(c0 + g.channels) * plane], cc, false);
+            });
+    }
+
+    /// `col2im` of one image, split like `im2col_one` (channel c's rows
+    /// write only channel c of the image).
+    fn col2im_one(&self, col: &[f32], im: &mut [f32]) {
+        let parts = self.split_channels();
+        if parts == 1 {
+            return col2im(&self.geom, col, im, self.force_nd);
+        }
+        let (per, rows, plane) = self.channel_split(parts);
+        im[..self.geom.channels * plane]
+            .par_chunks_mut(per * plane)
+            .enumerate()
+            .for_each(|(i, ic)| {
+                let c0 = i * per;
+                let g = ConvGeometry {
+                    channels: ic.len() / plane,
+                    ..self.geom.clone()
+                };
+                col2im(&g, &col[c0 * rows..(c0 + g.channels) * rows], ic, false);
+            });
+    }
+
+    /// Channels per part, column values per channel, image values per channel.
+    fn channel_split(&self, parts: usize) -> (usize, usize, usize) {
+        let taps: usize = self.geom.kernel.iter().product();
+        let plane: usize = self.geom.input.iter().product();
+        (
+            self.geom.channels.div_ceil(parts),
+            taps * self.out_spatial,
+            plane,
+        )
+    }
+
     /// im2col of `imgs` images side by side: image j's columns start at
     /// column j·out_spatial of rows `imgs·out_spatial` long.
     fn columns(&self, imgs: usize, input: &[f32], col: &mut [f32]) {
@@ -245,7 +315,7 @@ impl ConvGemm {
         let col: &[f32] = if self.is_1x1 {
             input
         } else {
-            im2col(&self.geom, input, col, self.force_nd);
+            self.im2col_one(input, col);
             col
         };
         for (g, wg) in w.iter().enumerate() {
@@ -283,7 +353,7 @@ impl ConvGemm {
             );
         }
         if !self.is_1x1 {
-            col2im(&self.geom, col, input, self.force_nd);
+            self.col2im_one(col, input);
         }
     }
 
@@ -292,7 +362,7 @@ impl ConvGemm {
         let col: &[f32] = if self.is_1x1 {
             input
         } else {
-            im2col(&self.geom, input, col, self.force_nd);
+            self.im2col_one(input, col);
             col
         };
         for g in 0..self.group {
