@@ -153,17 +153,34 @@ pub fn sgemm_packed(
     beta: f32,
     c: &mut [f32],
 ) {
+    sgemm_packed_ldc(a, trans_b, n, alpha, b, beta, c, n)
+}
+
+/// `sgemm_packed` writing C with rows `ldc` values apart (a column block of
+/// a wider matrix).
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_packed_ldc(
+    a: &PackedA,
+    trans_b: Transpose,
+    n: usize,
+    alpha: f32,
+    b: &[f32],
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
     let (m, k) = (a.m(), a.k());
-    assert!(
-        b.len() >= k * n && c.len() >= m * n,
-        "sgemm_packed: operand shorter than {m}x{n}x{k}"
-    );
     if m == 0 || n == 0 {
         return;
     }
-    let c = &mut c[..m * n];
+    assert!(
+        ldc >= n && b.len() >= k * n && c.len() >= (m - 1) * ldc + n,
+        "sgemm_packed: operand shorter than {m}x{n}x{k}"
+    );
     if k == 0 || alpha == 0.0 {
-        scale_c(beta, c);
+        for row in c.chunks_mut(ldc).take(m) {
+            scale_c(beta, &mut row[..n]);
+        }
         return;
     }
     let bv = SendView(View::of(
@@ -185,7 +202,7 @@ pub fn sgemm_packed(
                 bv.get().at(0, c0),
                 beta,
                 c_ptr.get().add(c0),
-                n,
+                ldc,
             )
         }
     };

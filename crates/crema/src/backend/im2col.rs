@@ -168,6 +168,61 @@ pub fn im2col_2d_ld(g: &ConvGeometry, im: &[f32], col: &mut [f32], ld: usize) {
     }
 }
 
+/// The columns `j0..j1` (output positions in row-major order) of
+/// `im2col_2d`, as rows of `j1 − j0` values: a slice of the column buffer
+/// small enough to stay in L2 while the GEMM packs it.
+pub fn im2col_2d_cols(g: &ConvGeometry, im: &[f32], j0: usize, j1: usize, col: &mut [f32]) {
+    let out = g.output().expect("im2col: kernel larger than padded input");
+    let (h, w) = (g.input[0], g.input[1]);
+    let (oh, ow) = (out[0], out[1]);
+    let (sh, sw) = (g.stride[0], g.stride[1]);
+    let width = j1 - j0;
+    assert!(
+        j0 < j1 && j1 <= oh * ow && im.len() >= g.image_len() && col.len() >= g.col_rows() * width,
+        "im2col: buffer too small"
+    );
+    let mut rows = col.chunks_exact_mut(width);
+    for c in 0..g.channels {
+        let plane = &im[c * h * w..(c + 1) * h * w];
+        for ki in 0..g.kernel[0] {
+            for kj in 0..g.kernel[1] {
+                let row = rows.next().expect("col rows counted above");
+                let (xs, ix0) = valid_span(ow, kj, sw, g.pad[1], g.dilation[1], w);
+                // Output rows oy that the range touches, each from xa to xb.
+                for oy in j0 / ow..=(j1 - 1) / ow {
+                    let xa = if oy == j0 / ow { j0 % ow } else { 0 };
+                    let xb = if oy == (j1 - 1) / ow {
+                        (j1 - 1) % ow + 1
+                    } else {
+                        ow
+                    };
+                    let dst = &mut row[oy * ow + xa - j0..oy * ow + xb - j0];
+                    let Some(iy) = input_coord(oy, ki, sh, g.pad[0], g.dilation[0], h) else {
+                        dst.fill(0.0);
+                        continue;
+                    };
+                    let src = &plane[iy * w..(iy + 1) * w];
+                    // Valid taps of this row, clipped to xa..xb.
+                    let (va, vb) = (xs.start.clamp(xa, xb), xs.end.clamp(xa, xb));
+                    dst[..va - xa].fill(0.0);
+                    dst[vb - xa..].fill(0.0);
+                    let inner = &mut dst[va - xa..vb - xa];
+                    if inner.is_empty() {
+                        continue;
+                    }
+                    let first = ix0 + (va - xs.start) * sw;
+                    if sw == 1 {
+                        copy_row(inner, &src[first..first + inner.len()]);
+                    } else {
+                        let taps = src[first..].iter().step_by(sw);
+                        inner.iter_mut().zip(taps).for_each(|(d, &v)| *d = v);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `dst.copy_from_slice(src)` for the short rows of small feature maps
 /// (LeNet's 8, AlexNet's 13 and 27): fixed-size moves, the last one
 /// overlapping the one before, where a `memcpy` call per row would cost more
@@ -334,6 +389,39 @@ mod tests {
             pad: pad.to_vec(),
             stride: stride.to_vec(),
             dilation: dil.to_vec(),
+        }
+    }
+
+    #[test]
+    fn column_ranges_equal_the_whole_buffers_columns() {
+        // Padding, stride and dilation, ranges that start and end mid-row.
+        for (input, k, p, st, d) in [
+            ([7, 9], [3, 3], [1, 2], [2, 1], [1, 2]),
+            ([11, 10], [4, 2], [0, 1], [3, 2], [1, 1]),
+            ([5, 6], [1, 1], [0, 0], [1, 1], [1, 1]),
+        ] {
+            let g = geom(2, &input, &k, &p, &st, &d);
+            let out: usize = g.output().unwrap().iter().product();
+            let im: Vec<f32> = (0..g.image_len()).map(|i| i as f32 + 1.0).collect();
+            let mut whole = vec![0.0; g.col_rows() * out];
+            im2col_2d(&g, &im, &mut whole);
+            for (j0, j1) in [
+                (0, out),
+                (1, out - 1),
+                (out / 3, out / 2 + 1),
+                (out - 1, out),
+            ] {
+                let width = j1 - j0;
+                let mut part = vec![f32::NAN; g.col_rows() * width];
+                im2col_2d_cols(&g, &im, j0, j1, &mut part);
+                for r in 0..g.col_rows() {
+                    assert_eq!(
+                        &part[r * width..(r + 1) * width],
+                        &whole[r * out + j0..r * out + j1],
+                        "{input:?} k{k:?} p{p:?} s{st:?} d{d:?} row {r} cols {j0}..{j1}"
+                    );
+                }
+            }
         }
     }
 

@@ -10,8 +10,8 @@ use crema_proto::caffe::{ConvolutionParameter, LayerParameter};
 use rayon::prelude::*;
 
 use crate::backend::{
-    col2im, col2im_2d_ld, im2col, im2col_2d_ld, pack_a, sgemm, sgemm_packed, ConvGeometry, PackedA,
-    Transpose,
+    col2im, col2im_2d_ld, im2col, im2col_2d_cols, im2col_2d_ld, pack_a, sgemm, sgemm_packed,
+    sgemm_packed_ldc, ConvGeometry, PackedA, Transpose,
 };
 use crate::blob::{Blob, SharedBlob};
 use crate::error::{Error, Result};
@@ -169,6 +169,55 @@ impl ConvGemm {
         }
     }
 
+    /// Output positions per slice of a forward's column buffer, when the
+    /// whole buffer would not stay in L2 (AlexNet conv1: 4.4 MB an image) and
+    /// the image is one worker's: slices of at most `CHUNK_VALUES` values are
+    /// written and packed while still in cache.
+    fn column_chunk(&self) -> Option<usize> {
+        const CHUNK_VALUES: usize = 1 << 17;
+        let rows = self.kernel_dim * self.group;
+        if self.is_1x1
+            || self.force_nd
+            || self.geom.input.len() != 2
+            || rayon::current_thread_index().is_none()
+            || rows * self.out_spatial <= 2 * CHUNK_VALUES
+        {
+            return None;
+        }
+        // Deep buffers (conv2's 2400 rows) would get slices too narrow for
+        // the GEMM to pay for its per-call work; they stay whole.
+        let width = CHUNK_VALUES / rows / 32 * 32;
+        (width >= 256).then_some(width)
+    }
+
+    /// `forward` slice by slice of output positions (`column_chunk`).
+    fn forward_in_chunks(
+        &self,
+        width: usize,
+        input: &[f32],
+        w: &[PackedA],
+        output: &mut [f32],
+        col: &mut [f32],
+    ) {
+        let sp = self.out_spatial;
+        for j0 in (0..sp).step_by(width) {
+            let n = width.min(sp - j0);
+            im2col_2d_cols(&self.geom, input, j0, j0 + n, col);
+            for (g, wg) in w.iter().enumerate() {
+                sgemm_packed_ldc(
+                    wg,
+                    Transpose::No,
+                    n,
+                    1.0,
+                    &col[g * self.kernel_dim * n..],
+                    0.0,
+                    &mut output[g * self.output_offset() + j0..],
+                    sp,
+                );
+            }
+        }
+    }
+
     /// Whether one image's im2col/col2im should split its channels over the
     /// pool: a batch of one runs on the calling thread, where the GEMMs split
     /// but a serial im2col would leave the other cores idle.
@@ -312,6 +361,9 @@ impl ConvGemm {
     /// output = W ⊛ input for one image (overwrites output); `w` is
     /// `pack_weights(.., false, ..)`.
     pub fn forward(&self, input: &[f32], w: &[PackedA], output: &mut [f32], col: &mut [f32]) {
+        if let Some(width) = self.column_chunk() {
+            return self.forward_in_chunks(width, input, w, output, col);
+        }
         let col: &[f32] = if self.is_1x1 {
             input
         } else {

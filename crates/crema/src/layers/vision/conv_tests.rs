@@ -414,6 +414,9 @@ fn images_batched_into_one_product_match_image_by_image() {
         cp.pad = vec![1];
     };
     matches_image_by_image(&conv(wide), [3, 10, 40, 40]);
+    // Column buffers too big for L2 are filled and multiplied in slices of
+    // output positions (the last one partial) on the workers.
+    matches_image_by_image(&conv(wide), [3, 4, 140, 140]);
     let mut wide_deconv = conv(wide);
     wide_deconv.set_type("Deconvolution".into());
     matches_image_by_image(&wide_deconv, [3, 10, 40, 40]);
