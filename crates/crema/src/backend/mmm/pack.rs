@@ -67,7 +67,7 @@ unsafe fn pack<const W: usize>(rows: usize, depth: usize, x: View, dst: *mut f32
 unsafe fn gather<const W: usize>(depth: usize, x: View, d: *mut f32) {
     let mut p0 = 0;
     #[cfg(target_arch = "x86_64")]
-    if x.cs == 1 && W % 16 == 0 && depth >= 16 && is_x86_feature_detected!("avx512f") {
+    if x.cs == 1 && W.is_multiple_of(16) && depth >= 16 && is_x86_feature_detected!("avx512f") {
         // 16 rows × 16 steps at a time, transposed in registers.
         p0 = depth / 16 * 16;
         for half in (0..W).step_by(16) {
