@@ -11,7 +11,7 @@
 //! Convolution forward+backward on AlexNet conv2 and LeNet conv2.
 use std::time::Instant;
 
-use crema::backend::{mmm, sgemm, Transpose};
+use crema::backend::{mmm, sgemm, sgemv, Transpose};
 use crema::proto::caffe::LayerParameter;
 use crema::{create_layer, Blob};
 
@@ -128,6 +128,23 @@ fn main() {
             tn / t1
         );
     }
+
+    // A batch-1 fully connected layer streams its weights once: GB/s of W
+    // read by the row-dot gemv InnerProduct uses (y = W·x, W 4096 x 9216).
+    let (rows, cols) = (4096, 9216);
+    let w: Vec<f32> = (0..rows * cols)
+        .map(|i| ((i * 7) % 13) as f32 * 0.01)
+        .collect();
+    let x: Vec<f32> = (0..cols).map(|i| (i % 5) as f32 * 0.1).collect();
+    let mut y = vec![0f32; rows];
+    let mut gemv = || sgemv(Transpose::No, rows, cols, 1.0, &w, &x, 0.0, &mut y);
+    let gb = (rows * cols * 4) as f64 / 1e9;
+    let (t1, tp) = (one.install(|| time(&mut gemv)), time(&mut gemv));
+    println!(
+        "\nfc6 batch 1 as InnerProduct runs it (row dots, 151 MB of weights): 1 thread {:.1} GB/s, pool {:.1} GB/s",
+        gb / t1,
+        gb / tp
+    );
 
     println!("\nEach kernel on one thread, SGEMM 1024^3 (A, B as stored / both transposed):");
     let s = 1024;
