@@ -126,67 +126,40 @@ pub fn im2col_2d(g: &ConvGeometry, im: &[f32], col: &mut [f32]) {
 /// (`col` starts at the image's first column).
 pub fn im2col_2d_ld(g: &ConvGeometry, im: &[f32], col: &mut [f32], ld: usize) {
     let out = g.output().expect("im2col: kernel larger than padded input");
-    let (h, w) = (g.input[0], g.input[1]);
-    let (oh, ow) = (out[0], out[1]);
-    let sw = g.stride[1];
-    assert!(
-        im.len() >= g.image_len() && ld >= oh * ow && col.len() + ld >= g.col_rows() * ld + oh * ow,
-        "im2col: buffer too small"
-    );
-    let mut r = 0;
-    for c in 0..g.channels {
-        let plane = &im[c * h * w..(c + 1) * h * w];
-        for ki in 0..g.kernel[0] {
-            // Output rows whose tap ki lands inside the image; the rest are zero.
-            let (ys, iy0) = valid_span(oh, ki, g.stride[0], g.pad[0], g.dilation[0], h);
-            for kj in 0..g.kernel[1] {
-                let row = &mut col[r * ld..r * ld + oh * ow];
-                r += 1;
-                let (xs, ix0) = valid_span(ow, kj, sw, g.pad[1], g.dilation[1], w);
-                row[..ys.start * ow].fill(0.0);
-                row[ys.end * ow..].fill(0.0);
-                let rows = row[ys.start * ow..ys.end * ow].chunks_exact_mut(ow);
-                for (i, dst) in rows.enumerate() {
-                    let iy = iy0 + i * g.stride[0];
-                    let src = &plane[iy * w..(iy + 1) * w];
-                    if xs.start > 0 {
-                        dst[..xs.start].fill(0.0);
-                    }
-                    if xs.end < ow {
-                        dst[xs.end..].fill(0.0);
-                    }
-                    let inner = &mut dst[xs.clone()];
-                    if sw == 1 {
-                        copy_row(inner, &src[ix0..ix0 + inner.len()]);
-                    } else {
-                        let taps = src[ix0..].iter().step_by(sw);
-                        inner.iter_mut().zip(taps).for_each(|(d, &v)| *d = v);
-                    }
-                }
-            }
-        }
-    }
+    im2col_2d_range(g, im, 0, out[0] * out[1], col, ld);
 }
 
 /// The columns `j0..j1` (output positions in row-major order) of
 /// `im2col_2d`, as rows of `j1 − j0` values: a slice of the column buffer
 /// small enough to stay in L2 while the GEMM packs it.
 pub fn im2col_2d_cols(g: &ConvGeometry, im: &[f32], j0: usize, j1: usize, col: &mut [f32]) {
+    im2col_2d_range(g, im, j0, j1, col, j1 - j0);
+}
+
+/// Columns `j0..j1` of `im2col_2d` into rows `ld` values apart. Each row is
+/// zeros where a tap falls in the padding and a (strided) copy of one input
+/// row in between.
+fn im2col_2d_range(g: &ConvGeometry, im: &[f32], j0: usize, j1: usize, col: &mut [f32], ld: usize) {
     let out = g.output().expect("im2col: kernel larger than padded input");
     let (h, w) = (g.input[0], g.input[1]);
     let (oh, ow) = (out[0], out[1]);
     let (sh, sw) = (g.stride[0], g.stride[1]);
     let width = j1 - j0;
     assert!(
-        j0 < j1 && j1 <= oh * ow && im.len() >= g.image_len() && col.len() >= g.col_rows() * width,
+        j0 < j1
+            && j1 <= oh * ow
+            && ld >= width
+            && im.len() >= g.image_len()
+            && col.len() + ld >= g.col_rows() * ld + width,
         "im2col: buffer too small"
     );
-    let mut rows = col.chunks_exact_mut(width);
+    let mut r = 0;
     for c in 0..g.channels {
         let plane = &im[c * h * w..(c + 1) * h * w];
         for ki in 0..g.kernel[0] {
             for kj in 0..g.kernel[1] {
-                let row = rows.next().expect("col rows counted above");
+                let row = &mut col[r * ld..r * ld + width];
+                r += 1;
                 let (xs, ix0) = valid_span(ow, kj, sw, g.pad[1], g.dilation[1], w);
                 // Output rows oy that the range touches, each from xa to xb.
                 for oy in j0 / ow..=(j1 - 1) / ow {
@@ -204,8 +177,12 @@ pub fn im2col_2d_cols(g: &ConvGeometry, im: &[f32], j0: usize, j1: usize, col: &
                     let src = &plane[iy * w..(iy + 1) * w];
                     // Valid taps of this row, clipped to xa..xb.
                     let (va, vb) = (xs.start.clamp(xa, xb), xs.end.clamp(xa, xb));
-                    dst[..va - xa].fill(0.0);
-                    dst[vb - xa..].fill(0.0);
+                    if va > xa {
+                        dst[..va - xa].fill(0.0);
+                    }
+                    if vb < xb {
+                        dst[vb - xa..].fill(0.0);
+                    }
                     let inner = &mut dst[va - xa..vb - xa];
                     if inner.is_empty() {
                         continue;
