@@ -75,8 +75,7 @@ pub fn sgemm(
     let bv = View::of(b, trans_b, if trans_b == Transpose::No { n } else { k });
     let kern = mmm::kernel();
     let threads = rayon::current_num_threads();
-    let parallel =
-        threads > 1 && rayon::current_thread_index().is_none() && m * n * k >= PARALLEL_MIN_FLOPS;
+    let parallel = worth_splitting(m * n * k);
     let c_ptr = SendPtr(c.as_mut_ptr());
     let (av, bv) = (SendView(av), SendView(bv));
     // One block of C: rows r0..r0+mr, columns c0..c0+nc.
@@ -103,18 +102,29 @@ pub fn sgemm(
     if !parallel {
         block(0, m, 0, n);
     } else if n >= m && n >= threads * kern.nr {
-        let per = n.div_ceil(threads).div_ceil(kern.nr) * kern.nr;
-        (0..n.div_ceil(per)).into_par_iter().for_each(|i| {
-            let c0 = i * per;
-            block(0, m, c0, per.min(n - c0));
-        });
+        split_over_pool(n, kern.nr, |c0, nc| block(0, m, c0, nc));
     } else {
-        let per = m.div_ceil(threads).div_ceil(kern.mr) * kern.mr;
-        (0..m.div_ceil(per)).into_par_iter().for_each(|i| {
-            let r0 = i * per;
-            block(r0, per.min(m - r0), 0, n);
-        });
+        split_over_pool(m, kern.mr, |r0, mc| block(r0, mc, 0, n));
     }
+}
+
+/// Whether a product of `madds` multiply-adds should split over the pool:
+/// large enough to pay for it, and not already running on a pool thread
+/// (a batch-parallel loop), where it stays whole.
+fn worth_splitting(madds: usize) -> bool {
+    rayon::current_num_threads() > 1
+        && rayon::current_thread_index().is_none()
+        && madds >= PARALLEL_MIN_FLOPS
+}
+
+/// `f(start, len)` on one block of `0..total` per pool thread, each a
+/// multiple of `unit` long but the last.
+fn split_over_pool(total: usize, unit: usize, f: impl Fn(usize, usize) + Sync) {
+    let per = total.div_ceil(rayon::current_num_threads()).div_ceil(unit) * unit;
+    (0..total.div_ceil(per)).into_par_iter().for_each(|i| {
+        let start = i * per;
+        f(start, per.min(total - start))
+    });
 }
 
 /// op(A) packed once for many products with `sgemm_packed` (the same
@@ -206,17 +216,8 @@ pub fn sgemm_packed_ldc(
             )
         }
     };
-    let threads = rayon::current_num_threads();
-    if threads > 1
-        && rayon::current_thread_index().is_none()
-        && m * n * k >= PARALLEL_MIN_FLOPS
-        && n >= threads * nr
-    {
-        let per = n.div_ceil(threads).div_ceil(nr) * nr;
-        (0..n.div_ceil(per)).into_par_iter().for_each(|i| {
-            let c0 = i * per;
-            block(c0, per.min(n - c0));
-        });
+    if worth_splitting(m * n * k) && n >= rayon::current_num_threads() * nr {
+        split_over_pool(n, nr, block);
     } else {
         block(0, n);
     }
@@ -245,9 +246,7 @@ pub fn sgemv(
         "sgemv: operand shorter than {rows}x{cols}"
     );
     let (a, x, y) = (&a[..rows * cols], &x[..xl], &mut y[..yl]);
-    let parallel = rayon::current_num_threads() > 1
-        && rayon::current_thread_index().is_none()
-        && rows * cols >= PARALLEL_MIN_FLOPS;
+    let parallel = worth_splitting(rows * cols);
     match trans {
         Transpose::No => {
             let row = |(yi, ar): (&mut f32, &[f32])| {
