@@ -12,7 +12,7 @@ use super::conv_base::{
     check_not_in_place, for_each_run, make_params, with_scratch, workers, ConvGemm, Window,
 };
 use crate::backend::{ConvGeometry, PackedA};
-use crate::blob::SharedBlob;
+use crate::blob::{Blob, SharedBlob};
 use crate::error::Result;
 use crate::layers::Layer;
 
@@ -112,6 +112,22 @@ impl ConvolutionLayer {
             out.push(o);
         }
         Ok(out)
+    }
+}
+
+/// Packs `weights` (transposed or not) into `packed` unless it already holds
+/// that packing of the same data version; `held` records what it holds.
+fn pack_unless_held(
+    gemm: &ConvGemm,
+    weights: &Blob,
+    transposed: bool,
+    packed: &mut Vec<PackedA>,
+    held: &mut Option<(u64, bool)>,
+) {
+    let want = weights.data_version().map(|v| (v, transposed));
+    if want.is_none() || want != *held {
+        gemm.pack_weights(weights.data(), transposed, packed);
+        *held = want;
     }
 }
 
@@ -256,16 +272,17 @@ impl Layer for ConvolutionLayer {
 
     fn forward(&mut self, bottom: &[SharedBlob], top: &[SharedBlob]) -> Result<()> {
         let weight_blob = self.blobs[0].borrow();
-        let weights = weight_blob.data();
         let bias = self.bias_term.then(|| self.blobs[1].borrow());
         let (gemm, reverse, spatial) = (&self.gemm, self.reverse, self.top_spatial);
         let (bottom_dim, top_dim, batch) = (self.bottom_dim, self.top_dim, self.batch);
         // Deconvolution's forward is the convolution's adjoint: it takes Wᵀ.
-        let want = weight_blob.data_version().map(|v| (v, reverse));
-        if want.is_none() || want != self.packed_of {
-            gemm.pack_weights(weights, reverse, &mut self.packed);
-            self.packed_of = want;
-        }
+        pack_unless_held(
+            gemm,
+            &weight_blob,
+            reverse,
+            &mut self.packed,
+            &mut self.packed_of,
+        );
         let (packed, num) = (&self.packed, self.num);
         with_scratch(self.runs, self.scratch_lens, |scratch| {
             for (b, t) in bottom.iter().zip(top) {
@@ -315,11 +332,13 @@ impl Layer for ConvolutionLayer {
             (self.runs, self.scratch_lens, self.num, self.bottom_dim);
         if propagate_down.iter().any(|&d| d) {
             let weights = self.blobs[0].borrow();
-            let want = weights.data_version().map(|v| (v, !reverse));
-            if want.is_none() || want != self.packed_of {
-                gemm.pack_weights(weights.data(), !reverse, &mut self.packed);
-                self.packed_of = want;
-            }
+            pack_unless_held(
+                gemm,
+                &weights,
+                !reverse,
+                &mut self.packed,
+                &mut self.packed_of,
+            );
         }
         let packed = &self.packed;
         let blobs = &self.blobs;
