@@ -364,6 +364,7 @@ impl Blob {
         let n = self.count;
         let diff = &self.diff.host[..n];
         self.data.head = Head::AtHost;
+        self.data.version = next_version();
         self.data.host[..n]
             .iter_mut()
             .zip(diff)
@@ -390,6 +391,25 @@ impl Blob {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_version_changes_with_every_write_to_the_data() {
+        let mut b = Blob::new(&[2, 3]);
+        let v0 = b.data_version().unwrap();
+        let _ = b.data();
+        b.diff_mut()[0] = 1.0;
+        assert_eq!(b.data_version(), Some(v0), "reads and diff writes keep it");
+        b.data_mut()[0] = 1.0;
+        let v1 = b.data_version().unwrap();
+        assert_ne!(v1, v0);
+        b.update();
+        let v2 = b.data_version().unwrap();
+        assert_ne!(v2, v1, "the solver's update writes the data");
+        b.reshape(&[4, 4]);
+        assert_ne!(b.data_version(), Some(v2), "growing reallocates");
+        b.keep_host_buffers_alive();
+        assert_eq!(b.data_version(), None, "raw views write behind our back");
+    }
 
     #[test]
     fn reshape_reuses_capacity_and_counts() {
