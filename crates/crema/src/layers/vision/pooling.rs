@@ -47,14 +47,14 @@ impl Win {
         ph: usize,
         pw: usize,
     ) -> (std::ops::Range<usize>, std::ops::Range<usize>, usize) {
-        let h0 = (ph * self.stride.0) as isize - self.pad.0 as isize;
-        let w0 = (pw * self.stride.1) as isize - self.pad.1 as isize;
-        let h1 = (h0 + self.kernel.0 as isize).min((self.height + self.pad.0) as isize);
-        let w1 = (w0 + self.kernel.1 as isize).min((self.width + self.pad.1) as isize);
-        let area = ((h1 - h0) * (w1 - w0)) as usize;
-        let rows = h0.max(0) as usize..(h1 as usize).min(self.height);
-        let cols = w0.max(0) as usize..(w1 as usize).min(self.width);
-        (rows, cols, area)
+        let (rows, cols) = (self.row_span(ph), self.col_span(pw));
+        (rows.taps, cols.taps, rows.extent * cols.extent)
+    }
+    fn row_span(&self, ph: usize) -> Span {
+        Span::along(ph, self.stride.0, self.pad.0, self.kernel.0, self.height)
+    }
+    fn col_span(&self, pw: usize) -> Span {
+        Span::along(pw, self.stride.1, self.pad.1, self.kernel.1, self.width)
     }
     fn plane(&self) -> usize {
         self.height * self.width
@@ -72,6 +72,18 @@ struct Span {
     extent: usize,
 }
 
+impl Span {
+    /// The window of output `o` on an axis of `size` inputs.
+    fn along(o: usize, stride: usize, pad: usize, kernel: usize, size: usize) -> Span {
+        let start = (o * stride) as isize - pad as isize;
+        let end = (start + kernel as isize).min((size + pad) as isize);
+        Span {
+            taps: start.max(0) as usize..(end as usize).min(size),
+            extent: (end - start) as usize,
+        }
+    }
+}
+
 /// Window spans per output row and column, computed once per reshape so the
 /// per-plane loops do no window arithmetic.
 #[derive(Clone, Debug, Default)]
@@ -85,28 +97,8 @@ struct Plan {
 
 impl Plan {
     fn new(win: &Win) -> Plan {
-        let rows: Vec<Span> = (0..win.pooled_h)
-            .map(|ph| {
-                let (taps, _, _) = win.window(ph, 0);
-                let h0 = (ph * win.stride.0) as isize - win.pad.0 as isize;
-                let h1 = (h0 + win.kernel.0 as isize).min((win.height + win.pad.0) as isize);
-                Span {
-                    taps,
-                    extent: (h1 - h0) as usize,
-                }
-            })
-            .collect();
-        let cols: Vec<Span> = (0..win.pooled_w)
-            .map(|pw| {
-                let (_, taps, _) = win.window(0, pw);
-                let w0 = (pw * win.stride.1) as isize - win.pad.1 as isize;
-                let w1 = (w0 + win.kernel.1 as isize).min((win.width + win.pad.1) as isize);
-                Span {
-                    taps,
-                    extent: (w1 - w0) as usize,
-                }
-            })
-            .collect();
+        let rows: Vec<Span> = (0..win.pooled_h).map(|ph| win.row_span(ph)).collect();
+        let cols: Vec<Span> = (0..win.pooled_w).map(|pw| win.col_span(pw)).collect();
         let full = |pw: &usize| {
             let w0 = (pw * win.stride.1) as isize - win.pad.1 as isize;
             w0 >= 0 && w0 as usize + win.kernel.1 <= win.width
