@@ -43,3 +43,12 @@ pub fn load_param(
 pub fn load_net(model: &str, phase: Phase, level: i32, stages: &[String]) -> crema::Result<Net> {
     Net::from_param(&load_param(model, phase, level, stages)?)
 }
+
+/// Lets a net the command only trains or times share its activation diffs
+/// (`Net::share_activation_diffs`): nobody reads them between passes. Not with
+/// Python layers, whose numpy views of blob diffs must stay valid.
+pub fn share_diffs_unless_python(net: &mut Net) {
+    if !net.layer_params().iter().any(|p| p.type_() == "Python") {
+        net.share_activation_diffs(true);
+    }
+}

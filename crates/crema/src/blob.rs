@@ -36,6 +36,9 @@ pub struct SyncedMem {
     /// Stamp of the last mutable access (`next_version`): equal stamps mean
     /// unchanged contents, so layers may keep what they derive from them.
     version: u64,
+    /// The buffer is lent to the net's diff sharing (`Blob::lend_diff`):
+    /// `host` is empty and must not be read until it comes back.
+    lent: bool,
 }
 
 /// Stamps for `SyncedMem::version`, unique across all buffers of the process.
@@ -52,12 +55,13 @@ impl SyncedMem {
             retired: Vec::new(),
             keep_retired: false,
             version: next_version(),
+            lent: false,
         }
     }
     /// Grows the buffer to hold `len` values (new space zeroed); never shrinks,
     /// so a blob reshaped down and back up reuses its allocation.
     fn ensure_len(&mut self, len: usize) {
-        if self.host.len() >= len {
+        if self.host.len() >= len || self.lent {
             return;
         }
         self.version = next_version();
@@ -80,10 +84,19 @@ impl SyncedMem {
     pub fn head(&self) -> Head {
         self.head
     }
+    /// A layer touching a lent diff is a wrong sharing plan, not bad input.
+    fn assert_not_lent(&self) {
+        assert!(
+            !self.lent,
+            "a blob's diff was used while the net's diff sharing had lent its buffer out"
+        );
+    }
     fn cpu(&self, count: usize) -> &[f32] {
+        self.assert_not_lent();
         &self.host[..count]
     }
     fn cpu_mut(&mut self, count: usize) -> &mut [f32] {
+        self.assert_not_lent();
         self.head = Head::AtHost;
         self.version = next_version();
         &mut self.host[..count]
@@ -234,6 +247,7 @@ impl Blob {
     }
     /// Data read-only and diff writable at once (backward of in-place layers).
     pub fn data_and_diff_mut(&mut self) -> (&[f32], &mut [f32]) {
+        self.diff.assert_not_lent();
         let n = self.count;
         self.diff.head = Head::AtHost;
         (&self.data.host[..n], &mut self.diff.host[..n])
@@ -241,6 +255,31 @@ impl Blob {
     /// A stamp that changes whenever the data may have been written, unique
     /// across blobs; `None` once raw views of the buffer were handed out
     /// (`keep_host_buffers_alive`: pycaffe's numpy arrays write behind it).
+    /// Takes the diff buffer away for another blob to use (the net's diff
+    /// sharing); the diff is unusable until `return_diff`. None, and nothing
+    /// taken, when bindings hold raw views of it (`keep_host_buffers_alive`)
+    /// or it is already lent.
+    pub(crate) fn lend_diff(&mut self) -> Option<Vec<f32>> {
+        if self.diff.keep_retired || self.diff.lent {
+            return None;
+        }
+        self.diff.lent = true;
+        Some(std::mem::take(&mut self.diff.host))
+    }
+    /// Gives the diff a buffer back (any earlier lent one), grown to the
+    /// blob's count; its values are whatever the buffer held.
+    pub(crate) fn return_diff(&mut self, mut buf: Vec<f32>) {
+        if buf.len() < self.count {
+            buf.resize(self.count, 0.0);
+        }
+        self.diff.host = buf;
+        self.diff.lent = false;
+        self.diff.version = next_version();
+    }
+    pub(crate) fn diff_is_lent(&self) -> bool {
+        self.diff.lent
+    }
+
     pub fn data_version(&self) -> Option<u64> {
         (!self.data.keep_retired).then_some(self.data.version)
     }
@@ -362,7 +401,7 @@ impl Blob {
     /// data -= diff (the plain update step of Caffe's Blob::Update).
     pub fn update(&mut self) {
         let n = self.count;
-        let diff = &self.diff.host[..n];
+        let diff = self.diff.cpu(n);
         self.data.head = Head::AtHost;
         self.data.version = next_version();
         self.data.host[..n]

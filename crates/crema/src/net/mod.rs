@@ -15,6 +15,7 @@ use crate::blob::SharedBlob;
 use crate::layers::Layer;
 
 mod build;
+mod diff_share;
 pub mod filter;
 mod run;
 mod share;
@@ -25,6 +26,8 @@ mod weights;
 mod tests;
 #[cfg(test)]
 mod tests_build;
+#[cfg(test)]
+mod tests_diff_share;
 #[cfg(test)]
 mod tests_graph;
 
@@ -76,6 +79,8 @@ pub struct Net {
     /// Told each layer's index right after its backward (see
     /// `set_backward_observer`).
     backward_observer: Option<Box<dyn FnMut(usize)>>,
+    /// Activation diffs share buffers through backward (`share_activation_diffs`).
+    diff_sharing: Option<diff_share::DiffSharing>,
 }
 
 impl Net {
@@ -117,6 +122,7 @@ impl Net {
             memory_used: 0,
             debug_info: false,
             backward_observer: None,
+            diff_sharing: None,
         }
     }
 
@@ -297,5 +303,35 @@ impl Net {
     }
     pub fn set_debug_info(&mut self, on: bool) {
         self.debug_info = on;
+    }
+
+    /// Turns diff sharing on or off (see `diff_share`): activation diffs
+    /// borrow from a few buffers during backward, so training needs about
+    /// two activations' worth of diff memory instead of one per blob. While
+    /// on, the diffs of intermediate blobs cannot be read between passes (a
+    /// read panics); loss tops and the net's inputs and outputs are unaffected.
+    pub fn share_activation_diffs(&mut self, on: bool) {
+        if let Some(mut sharing) = self.diff_sharing.take() {
+            sharing.return_all(&self.blobs);
+        }
+        if !on {
+            return;
+        }
+        let mut sharing = diff_share::DiffSharing::plan(&diff_share::Wiring {
+            blobs: self.blobs.len(),
+            layer_need_backward: &self.layer_need_backward,
+            top_ids: &self.top_id_vecs,
+            bottom_ids: &self.bottom_id_vecs,
+            bottom_need_backward: &self.bottom_need_backward,
+            blob_loss_weights: &self.blob_loss_weights,
+            inputs: &self.input_blob_ids,
+            outputs: &self.output_blob_ids,
+        });
+        // Every shared diff starts lent, its own buffer freed: the buffers
+        // the pool hands out are the only ones.
+        for i in 0..self.layers.len() {
+            sharing.after_backward_dropping(i, &self.blobs);
+        }
+        self.diff_sharing = Some(sharing);
     }
 }

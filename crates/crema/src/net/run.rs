@@ -83,6 +83,9 @@ impl Net {
             if !self.layer_need_backward[i] {
                 continue;
             }
+            if let Some(sharing) = self.diff_sharing.as_mut() {
+                sharing.before_backward(i, &self.blobs);
+            }
             let (top, bottom) = (&self.top_vecs[i], &self.bottom_vecs[i]);
             let r = self.layers[i].backward(top, &self.bottom_need_backward[i], bottom);
             r.map_err(|e| self.in_layer(i, e))?;
@@ -91,6 +94,9 @@ impl Net {
             }
             if let Some(observe) = self.backward_observer.as_mut() {
                 observe(i);
+            }
+            if let Some(sharing) = self.diff_sharing.as_mut() {
+                sharing.after_backward(i, &self.blobs);
             }
         }
         Ok(())
