@@ -71,12 +71,15 @@ impl SyncedMem {
             grown.extend_from_slice(&self.host);
             grown.resize(len, 0.0);
             self.retired.push(std::mem::replace(&mut self.host, grown));
-        } else if self.host.capacity() == 0 {
+        } else if self.host.capacity() < len {
             // A fresh zeroed allocation maps its pages on first write, so a
             // buffer nobody writes (the diff of a data layer's top, every diff
             // of a net that only runs forward) costs no memory, as Caffe's
-            // lazily allocated diffs don't.
-            self.host = vec![0.0; len];
+            // lazily allocated diffs don't. `resize` would write the zeros,
+            // making every page resident.
+            let mut grown = vec![0.0; len];
+            grown[..self.host.len()].copy_from_slice(&self.host);
+            self.host = grown;
         } else {
             self.host.resize(len, 0.0);
         }
