@@ -10,7 +10,7 @@
 use rayon::prelude::*;
 
 use super::mmm::{self, View};
-use super::vecops::{axpy, dot, scal};
+use super::vecops::{axpy, dot_rows, scal};
 
 /// Whether an operand is used as stored or transposed (CblasNoTrans/CblasTrans).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +24,8 @@ pub enum Transpose {
 const PARALLEL_MIN_FLOPS: usize = 1 << 21;
 /// Column bands of a transposed gemv keep this multiple of columns.
 const COLUMN_GRAIN: usize = 16;
+/// Rows per task of a row-dot gemv (a multiple of `dot_rows`' four).
+const ROW_BAND: usize = 16;
 
 /// Row-major `C[M×N] = alpha·op(A)·op(B) + beta·C`, where op(A) is M×K and
 /// op(B) is K×N; A is stored M×K (or K×M when transposed), B K×N (or N×K).
@@ -249,16 +251,31 @@ pub fn sgemv(
     let parallel = worth_splitting(rows * cols);
     match trans {
         Transpose::No => {
-            let row = |(yi, ar): (&mut f32, &[f32])| {
-                let v = alpha * dot(ar, x);
-                *yi = if beta == 0.0 { v } else { v + beta * *yi };
+            // Bands of rows (multiples of dot_rows' four) per task.
+            let band = |(yb, ab): (&mut [f32], &[f32])| {
+                if beta == 0.0 && alpha == 1.0 {
+                    return dot_rows(ab, x, yb);
+                }
+                let mut d = [0f32; ROW_BAND];
+                dot_rows(ab, x, &mut d[..yb.len()]);
+                for (yi, v) in yb.iter_mut().zip(d) {
+                    *yi = if beta == 0.0 {
+                        alpha * v
+                    } else {
+                        alpha * v + beta * *yi
+                    };
+                }
             };
             if cols == 0 {
                 scale_c(beta, y);
             } else if parallel {
-                y.par_iter_mut().zip(a.par_chunks(cols)).for_each(row);
+                y.par_chunks_mut(ROW_BAND)
+                    .zip(a.par_chunks(ROW_BAND * cols))
+                    .for_each(band);
             } else {
-                y.iter_mut().zip(a.chunks(cols)).for_each(row);
+                y.chunks_mut(ROW_BAND)
+                    .zip(a.chunks(ROW_BAND * cols))
+                    .for_each(band);
             }
         }
         Transpose::Yes => {
