@@ -9,7 +9,7 @@
 //! (M or N equal to 1) go to `sgemv`, which packing would only slow down.
 use rayon::prelude::*;
 
-use super::mmm::{self, View};
+use super::mmm::{self, ImplicitCols, View};
 use super::vecops::{axpy, dot_rows, scal};
 
 /// Whether an operand is used as stored or transposed (CblasNoTrans/CblasTrans).
@@ -217,6 +217,48 @@ pub fn sgemm_packed_ldc(
                 ldc,
             )
         }
+    };
+    if worth_splitting(m * n * k) && n >= rayon::current_num_threads() * nr {
+        split_over_pool(n, nr, block);
+    } else {
+        block(0, n);
+    }
+}
+
+/// `C[M×n] = op(A)·cols` (rows `ldc` apart) with `cols` the im2col columns
+/// `cols.col0..cols.col0 + n` of convolution inputs, packed straight from the
+/// images (`mmm::ImplicitCols`): the bits of `im2col` + `sgemm_packed` without
+/// the column buffer. Large products split their columns over the pool.
+pub fn sgemm_packed_cols(a: &PackedA, cols: ImplicitCols, n: usize, c: &mut [f32], ldc: usize) {
+    let (m, k) = (a.m(), a.k());
+    if m == 0 || n == 0 {
+        return;
+    }
+    let images = (cols.col0 + n).div_ceil(cols.positions.max(1));
+    assert!(
+        ldc >= n
+            && c.len() >= (m - 1) * ldc + n
+            && cols.geom.input.len() == 2
+            && cols.positions == cols.geom.output().map_or(0, |o| o[0] * o[1])
+            && cols.images.len() >= (images - 1) * cols.image_stride + cols.geom.image_len(),
+        "sgemm_packed_cols: operand shorter than {m}x{n}x{k}"
+    );
+    if k == 0 {
+        for row in c.chunks_mut(ldc).take(m) {
+            row[..n].fill(0.0);
+        }
+        return;
+    }
+    let c_ptr = SendPtr(c.as_mut_ptr());
+    let nr = mmm::kernel().nr;
+    let block = move |c0: usize, nc: usize| {
+        let part = ImplicitCols {
+            col0: cols.col0 + c0,
+            ..cols
+        };
+        // SAFETY: shapes checked above; disjoint column blocks of C per
+        // thread; A and the images only read.
+        unsafe { mmm::gemm_packed_a_cols(a, nc, 1.0, part, 0.0, c_ptr.get().add(c0), ldc) }
     };
     if worth_splitting(m * n * k) && n >= rayon::current_num_threads() * nr {
         split_over_pool(n, nr, block);

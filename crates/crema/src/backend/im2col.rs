@@ -129,74 +129,249 @@ pub fn im2col_2d_ld(g: &ConvGeometry, im: &[f32], col: &mut [f32], ld: usize) {
     im2col_2d_range(g, im, 0, out[0] * out[1], col, ld);
 }
 
-/// The columns `j0..j1` (output positions in row-major order) of
-/// `im2col_2d`, as rows of `j1 − j0` values: a slice of the column buffer
-/// small enough to stay in L2 while the GEMM packs it.
-pub fn im2col_2d_cols(g: &ConvGeometry, im: &[f32], j0: usize, j1: usize, col: &mut [f32]) {
-    im2col_2d_range(g, im, j0, j1, col, j1 - j0);
+/// Columns `j0..j1` of `im2col_2d` into rows `ld` values apart.
+fn im2col_2d_range(g: &ConvGeometry, im: &[f32], j0: usize, j1: usize, col: &mut [f32], ld: usize) {
+    im2col_2d_block(g, im, 0..g.col_rows(), j0, j1, col, ld)
 }
 
-/// Columns `j0..j1` of `im2col_2d` into rows `ld` values apart. Each row is
-/// zeros where a tap falls in the padding and a (strided) copy of one input
-/// row in between.
-fn im2col_2d_range(g: &ConvGeometry, im: &[f32], j0: usize, j1: usize, col: &mut [f32], ld: usize) {
+/// Rows `rows` and columns `j0..j1` (output positions in row-major order)
+/// of `im2col_2d`, into rows `ld` values apart. Each row is zeros where a
+/// tap falls in the padding and a (strided) copy of one input row in between.
+/// A GEMM packing its B operand straight from the image calls it with one
+/// packed strip as `col` (`ld` = the strip width).
+pub fn im2col_2d_block(
+    g: &ConvGeometry,
+    im: &[f32],
+    rows: std::ops::Range<usize>,
+    j0: usize,
+    j1: usize,
+    col: &mut [f32],
+    ld: usize,
+) {
     let out = g.output().expect("im2col: kernel larger than padded input");
     let (h, w) = (g.input[0], g.input[1]);
     let (oh, ow) = (out[0], out[1]);
     let (sh, sw) = (g.stride[0], g.stride[1]);
+    let (kh, kw) = (g.kernel[0], g.kernel[1]);
     let width = j1 - j0;
     assert!(
         j0 < j1
             && j1 <= oh * ow
             && ld >= width
+            && rows.end <= g.col_rows()
             && im.len() >= g.image_len()
-            && col.len() + ld >= g.col_rows() * ld + width,
+            && col.len() + ld >= rows.len() * ld + width,
         "im2col: buffer too small"
     );
-    let mut r = 0;
-    for c in 0..g.channels {
+    for (q, r) in rows.enumerate() {
+        let (c, tap) = (r / (kh * kw), r % (kh * kw));
+        let (ki, kj) = (tap / kw, tap % kw);
         let plane = &im[c * h * w..(c + 1) * h * w];
-        for ki in 0..g.kernel[0] {
-            for kj in 0..g.kernel[1] {
-                let row = &mut col[r * ld..r * ld + width];
-                r += 1;
-                let (xs, ix0) = valid_span(ow, kj, sw, g.pad[1], g.dilation[1], w);
-                // Output rows oy that the range touches, each from xa to xb.
-                for oy in j0 / ow..=(j1 - 1) / ow {
-                    let xa = if oy == j0 / ow { j0 % ow } else { 0 };
-                    let xb = if oy == (j1 - 1) / ow {
-                        (j1 - 1) % ow + 1
-                    } else {
-                        ow
-                    };
-                    let dst = &mut row[oy * ow + xa - j0..oy * ow + xb - j0];
-                    let Some(iy) = input_coord(oy, ki, sh, g.pad[0], g.dilation[0], h) else {
-                        dst.fill(0.0);
-                        continue;
-                    };
-                    let src = &plane[iy * w..(iy + 1) * w];
-                    // Valid taps of this row, clipped to xa..xb.
-                    let (va, vb) = (xs.start.clamp(xa, xb), xs.end.clamp(xa, xb));
-                    if va > xa {
-                        dst[..va - xa].fill(0.0);
-                    }
-                    if vb < xb {
-                        dst[vb - xa..].fill(0.0);
-                    }
-                    let inner = &mut dst[va - xa..vb - xa];
-                    if inner.is_empty() {
-                        continue;
-                    }
-                    let first = ix0 + (va - xs.start) * sw;
-                    if sw == 1 {
-                        copy_row(inner, &src[first..first + inner.len()]);
-                    } else {
-                        let taps = src[first..].iter().step_by(sw);
-                        inner.iter_mut().zip(taps).for_each(|(d, &v)| *d = v);
-                    }
-                }
+        let row = &mut col[q * ld..q * ld + width];
+        let (xs, ix0) = valid_span(ow, kj, sw, g.pad[1], g.dilation[1], w);
+        // Output rows oy that the range touches, each from xa to xb.
+        for oy in j0 / ow..=(j1 - 1) / ow {
+            let xa = if oy == j0 / ow { j0 % ow } else { 0 };
+            let xb = if oy == (j1 - 1) / ow {
+                (j1 - 1) % ow + 1
+            } else {
+                ow
+            };
+            let dst = &mut row[oy * ow + xa - j0..oy * ow + xb - j0];
+            let Some(iy) = input_coord(oy, ki, sh, g.pad[0], g.dilation[0], h) else {
+                dst.fill(0.0);
+                continue;
+            };
+            let src = &plane[iy * w..(iy + 1) * w];
+            // Valid taps of this row, clipped to xa..xb.
+            let (va, vb) = (xs.start.clamp(xa, xb), xs.end.clamp(xa, xb));
+            if va > xa {
+                dst[..va - xa].fill(0.0);
+            }
+            if vb < xb {
+                dst[vb - xa..].fill(0.0);
+            }
+            let inner = &mut dst[va - xa..vb - xa];
+            if inner.is_empty() {
+                continue;
+            }
+            let first = ix0 + (va - xs.start) * sw;
+            if sw == 1 {
+                copy_row(inner, &src[first..first + inner.len()]);
+            } else {
+                let taps = src[first..].iter().step_by(sw);
+                inner.iter_mut().zip(taps).for_each(|(d, &v)| *d = v);
             }
         }
+    }
+}
+
+/// One column-buffer row of `im2col_2d_strips`: its channel's plane,
+/// vertical tap offset, and the output columns whose horizontal tap lands
+/// inside the image (from input column `ix0`).
+struct Tap {
+    plane: usize,
+    dy: isize,
+    xs: std::ops::Range<usize>,
+    ix0: usize,
+}
+
+/// A strip's run of columns `xa..xb` of output row `oy` of the image at
+/// `base`, from lane `lane` of the strip on.
+struct Run {
+    base: usize,
+    oy: usize,
+    xa: usize,
+    xb: usize,
+    lane: usize,
+}
+
+/// Rows `rows` and columns `cols` of the column buffer of several images side
+/// by side (column `j·positions + p` is output position p of image j, whose
+/// values start at `images[j·image_stride]`), packed as a GEMM's B operand:
+/// strips of `nr` columns, each `rows.len()` steps of `nr` values, zero past
+/// the last column. The per-row and per-strip geometry is worked out once per
+/// call, so filling narrow strips costs no more per value than whole rows.
+#[allow(clippy::too_many_arguments)]
+pub fn im2col_2d_strips(
+    g: &ConvGeometry,
+    images: &[f32],
+    image_stride: usize,
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+    nr: usize,
+    dst: &mut [f32],
+) {
+    let out = g.output().expect("im2col: kernel larger than padded input");
+    let (h, w) = (g.input[0], g.input[1]);
+    let (ow, sp) = (out[1], out[0] * out[1]);
+    let (sh, sw) = (g.stride[0], g.stride[1]);
+    let (kh, kw) = (g.kernel[0], g.kernel[1]);
+    let (kc, n) = (rows.len(), cols.len());
+    let last_image = cols.end.saturating_sub(1) / sp.max(1);
+    assert!(
+        rows.end <= g.col_rows()
+            && nr > 0
+            && dst.len() >= n.div_ceil(nr) * nr * kc
+            && (n == 0 || images.len() >= last_image * image_stride + g.image_len()),
+        "im2col: buffer too small"
+    );
+    let taps: Vec<Tap> = rows
+        .map(|r| {
+            let (c, t) = (r / (kh * kw), r % (kh * kw));
+            let (ki, kj) = (t / kw, t % kw);
+            let (xs, ix0) = valid_span(ow, kj, sw, g.pad[1], g.dilation[1], w);
+            Tap {
+                plane: c * h * w,
+                dy: (ki * g.dilation[0]) as isize - g.pad[0] as isize,
+                xs,
+                ix0,
+            }
+        })
+        .collect();
+    let mut runs: Vec<Run> = Vec::with_capacity(nr + 1);
+    for (strip, s0) in dst.chunks_exact_mut(kc * nr).zip((0..n).step_by(nr)) {
+        let live = nr.min(n - s0);
+        runs.clear();
+        let (mut a, end) = (cols.start + s0, cols.start + s0 + live);
+        while a < end {
+            let (img, p) = (a / sp, a % sp);
+            let (oy, xa) = (p / ow, p % ow);
+            let xb = ow.min(xa + end - a);
+            let lane = a - cols.start - s0;
+            runs.push(Run {
+                base: img * image_stride,
+                oy,
+                xa,
+                xb,
+                lane,
+            });
+            a += xb - xa;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if sw == 1 && nr == 32 && is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F; the strip holds kc rows of 32;
+            // every run reads inside its image row (checked above).
+            unsafe { strip_rows_avx512(strip, &taps, &runs, images, h, w, sh) };
+            continue;
+        }
+        for (row, tap) in strip.chunks_exact_mut(nr).zip(&taps) {
+            for r in &runs {
+                let dst = &mut row[r.lane..r.lane + r.xb - r.xa];
+                let iy = (r.oy * sh) as isize + tap.dy;
+                if iy < 0 || iy >= h as isize {
+                    dst.fill(0.0);
+                    continue;
+                }
+                let start = r.base + tap.plane + iy as usize * w;
+                let src = &images[start..start + w];
+                // Valid taps of this run, clipped to xa..xb.
+                let (va, vb) = (tap.xs.start.clamp(r.xa, r.xb), tap.xs.end.clamp(r.xa, r.xb));
+                if va > r.xa {
+                    dst[..va - r.xa].fill(0.0);
+                }
+                if vb < r.xb {
+                    dst[vb - r.xa..].fill(0.0);
+                }
+                let inner = &mut dst[va - r.xa..vb - r.xa];
+                if inner.is_empty() {
+                    continue;
+                }
+                let first = tap.ix0 + (va - tap.xs.start) * sw;
+                if sw == 1 {
+                    copy_row(inner, &src[first..first + inner.len()]);
+                } else {
+                    let taps = src[first..].iter().step_by(sw);
+                    inner.iter_mut().zip(taps).for_each(|(d, &v)| *d = v);
+                }
+            }
+            row[live..].fill(0.0);
+        }
+    }
+}
+
+/// The rows of one 32-wide strip at stride 1: each row is two registers
+/// built by one masked load per run (lanes whose tap falls in the padding,
+/// and lanes past the last column, stay zero), then stored whole, instead
+/// of a fill and a copy per run.
+///
+/// Safety: the CPU has AVX-512F; `strip` holds `taps.len()` rows of 32; the
+/// runs' valid taps lie inside `images`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn strip_rows_avx512(
+    strip: &mut [f32],
+    taps: &[Tap],
+    runs: &[Run],
+    images: &[f32],
+    h: usize,
+    w: usize,
+    sh: usize,
+) {
+    use std::arch::x86_64::*;
+    assert!(strip.len() >= taps.len() * 32);
+    for (q, tap) in taps.iter().enumerate() {
+        let mut v = [_mm512_setzero_ps(); 2];
+        for r in runs {
+            let iy = (r.oy * sh) as isize + tap.dy;
+            let (va, vb) = (tap.xs.start.clamp(r.xa, r.xb), tap.xs.end.clamp(r.xa, r.xb));
+            if iy < 0 || iy >= h as isize || va >= vb {
+                continue;
+            }
+            // Lanes l0..l1 take input columns first.. of row iy: lane l reads p[l].
+            let (l0, l1) = (r.lane + va - r.xa, r.lane + vb - r.xa);
+            let first = tap.ix0 + (va - tap.xs.start);
+            let at = r.base + tap.plane + iy as usize * w + first;
+            debug_assert!(at + (l1 - l0) <= images.len());
+            let p = images.as_ptr().wrapping_add(at).wrapping_sub(l0);
+            let mask = ((1u64 << l1) - (1u64 << l0)) as u32;
+            // Masked-off lanes are not read, so p may point before the row.
+            v[0] = _mm512_mask_loadu_ps(v[0], mask as u16, p);
+            v[1] = _mm512_mask_loadu_ps(v[1], (mask >> 16) as u16, p.wrapping_add(16));
+        }
+        let d = strip.as_mut_ptr().add(q * 32);
+        _mm512_storeu_ps(d, v[0]);
+        _mm512_storeu_ps(d.add(16), v[1]);
     }
 }
 
@@ -370,7 +545,7 @@ mod tests {
     }
 
     #[test]
-    fn column_ranges_equal_the_whole_buffers_columns() {
+    fn row_and_column_blocks_equal_the_whole_buffers_block() {
         // Padding, stride and dilation, ranges that start and end mid-row.
         for (input, k, p, st, d) in [
             ([7, 9], [3, 3], [1, 2], [2, 1], [1, 2]),
@@ -382,21 +557,69 @@ mod tests {
             let im: Vec<f32> = (0..g.image_len()).map(|i| i as f32 + 1.0).collect();
             let mut whole = vec![0.0; g.col_rows() * out];
             im2col_2d(&g, &im, &mut whole);
+            let rows = g.col_rows();
             for (j0, j1) in [
                 (0, out),
                 (1, out - 1),
                 (out / 3, out / 2 + 1),
                 (out - 1, out),
             ] {
-                let width = j1 - j0;
-                let mut part = vec![f32::NAN; g.col_rows() * width];
-                im2col_2d_cols(&g, &im, j0, j1, &mut part);
-                for r in 0..g.col_rows() {
-                    assert_eq!(
-                        &part[r * width..(r + 1) * width],
-                        &whole[r * out + j0..r * out + j1],
-                        "{input:?} k{k:?} p{p:?} s{st:?} d{d:?} row {r} cols {j0}..{j1}"
-                    );
+                for (r0, r1) in [(0, rows), (1, rows - 1), (rows / 2, rows / 2 + 1)] {
+                    // Rows `ld` apart with a gap after each, as in a packed strip.
+                    let (width, ld) = (j1 - j0, j1 - j0 + 3);
+                    let mut part = vec![f32::NAN; (r1 - r0) * ld];
+                    im2col_2d_block(&g, &im, r0..r1, j0, j1, &mut part, ld);
+                    for r in r0..r1 {
+                        let q = r - r0;
+                        assert_eq!(
+                            &part[q * ld..q * ld + width],
+                            &whole[r * out + j0..r * out + j1],
+                            "{input:?} k{k:?} p{p:?} s{st:?} d{d:?} row {r} cols {j0}..{j1}"
+                        );
+                        assert!(part[q * ld + width..(q + 1) * ld]
+                            .iter()
+                            .all(|v| v.is_nan()));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn strips_equal_the_column_buffers_of_images_side_by_side() {
+        for (input, k, p, st, d) in [
+            ([7, 9], [3, 3], [1, 2], [1, 1], [1, 2]),
+            ([11, 10], [4, 2], [0, 1], [3, 2], [1, 1]),
+            ([4, 3], [3, 3], [1, 1], [1, 1], [1, 1]),
+        ] {
+            let g = geom(2, &input, &k, &p, &st, &d);
+            let sp: usize = g.output().unwrap().iter().product();
+            let (imgs, stride) = (3, g.image_len() + 5);
+            let images: Vec<f32> = (0..imgs * stride).map(|i| i as f32 + 1.0).collect();
+            let wholes: Vec<Vec<f32>> = (0..imgs)
+                .map(|j| {
+                    let mut col = vec![0.0; g.col_rows() * sp];
+                    im2col_2d(&g, &images[j * stride..], &mut col);
+                    col
+                })
+                .collect();
+            let rows = g.col_rows();
+            for nr in [8, 32] {
+                for (r0, r1, c0, c1) in [(0, rows, 0, imgs * sp), (1, rows - 1, sp - 1, 2 * sp + 3)]
+                {
+                    let (kc, n) = (r1 - r0, c1 - c0);
+                    let mut dst = vec![f32::NAN; n.div_ceil(nr) * nr * kc];
+                    im2col_2d_strips(&g, &images, stride, r0..r1, c0..c1, nr, &mut dst);
+                    for (i, v) in dst.iter().enumerate() {
+                        let (strip, q, lane) = (i / (kc * nr), i / nr % kc, i % nr);
+                        let col = c0 + strip * nr + lane;
+                        let want = if col < c1 {
+                            wholes[col / sp][(r0 + q) * sp + col % sp]
+                        } else {
+                            0.0
+                        };
+                        assert_eq!(v.to_bits(), want.to_bits(), "{input:?} nr {nr} value {i}");
+                    }
                 }
             }
         }

@@ -14,6 +14,7 @@ use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use super::gemm::Transpose;
+use super::im2col::{im2col_2d_strips, ConvGeometry};
 
 mod generic;
 mod pack;
@@ -163,7 +164,18 @@ pub unsafe fn gemm_serial(
     c: *mut f32,
     ldc: usize,
 ) {
-    drive(kern, m, n, k, alpha, Source::View(a), b, beta, c, ldc)
+    drive(
+        kern,
+        m,
+        n,
+        k,
+        alpha,
+        Source::View(a),
+        BSource::View(b),
+        beta,
+        c,
+        ldc,
+    )
 }
 
 /// Like `gemm_serial` with A already packed (`PackedA::pack`): a product
@@ -189,11 +201,89 @@ pub unsafe fn gemm_packed_a(
         a.k,
         alpha,
         Source::Packed(a),
-        b,
+        BSource::View(b),
         beta,
         c,
         ldc,
     )
+}
+
+/// `gemm_packed_a` with op(B) the im2col columns `b` (`b.col0..b.col0 + n`),
+/// packed straight from the images: a convolution's product without its
+/// column buffer ever being written out and read back.
+///
+/// # Safety
+/// As for `gemm_packed_a`, with `a.k()` equal to the columns' row count.
+pub unsafe fn gemm_packed_a_cols(
+    a: &PackedA,
+    n: usize,
+    alpha: f32,
+    b: ImplicitCols,
+    beta: f32,
+    c: *mut f32,
+    ldc: usize,
+) {
+    let k = a.k;
+    assert_eq!(
+        k,
+        b.geom.col_rows(),
+        "gemm: weights and columns differ in depth"
+    );
+    drive(
+        a.kern,
+        a.m,
+        n,
+        k,
+        alpha,
+        Source::Packed(a),
+        BSource::Cols(b),
+        beta,
+        c,
+        ldc,
+    )
+}
+
+/// The im2col column buffer of several 2-D convolution inputs side by side
+/// (column `j·positions + p` is output position p of image j), never stored:
+/// `pack` fills packed strips from the images directly.
+#[derive(Clone, Copy)]
+pub struct ImplicitCols<'a> {
+    /// One image's window (its channels: one group's).
+    pub geom: &'a ConvGeometry,
+    /// Image 0's first value; image j starts `j·image_stride` values later.
+    pub images: &'a [f32],
+    pub image_stride: usize,
+    /// Output positions per image.
+    pub positions: usize,
+    /// The first column this operand starts at.
+    pub col0: usize,
+}
+
+impl ImplicitCols<'_> {
+    /// Rows `k0..k0 + kc`, columns `j0..j0 + nc` (from `col0`) packed like
+    /// `pack::pack_b`, straight from the images.
+    ///
+    /// Safety: `dst` has room for `nc.div_ceil(nr)·nr·kc` values.
+    unsafe fn pack(&self, nr: usize, k0: usize, kc: usize, j0: usize, nc: usize, dst: *mut f32) {
+        let dst = std::slice::from_raw_parts_mut(dst, nc.div_ceil(nr) * nr * kc);
+        let first = self.col0 + j0;
+        im2col_2d_strips(
+            self.geom,
+            self.images,
+            self.image_stride,
+            k0..k0 + kc,
+            first..first + nc,
+            nr,
+            dst,
+        );
+    }
+}
+
+/// Where the driver gets its B blocks from.
+#[derive(Clone, Copy)]
+enum BSource<'a> {
+    View(View),
+    Cols(ImplicitCols<'a>),
 }
 
 /// Where the driver gets its A blocks from.
@@ -287,7 +377,7 @@ unsafe fn drive(
     k: usize,
     alpha: f32,
     a: Source,
-    b: View,
+    b: BSource,
     beta: f32,
     c: *mut f32,
     ldc: usize,
@@ -310,7 +400,10 @@ unsafe fn drive(
                 let kc = kc_blk.min(k - pc);
                 // Later depth blocks add onto what the first one wrote.
                 let beta = if pc == 0 { beta } else { 1.0 };
-                pack::pack_b(nr, kc, nc, b.at(pc, jc), pb);
+                match b {
+                    BSource::View(v) => pack::pack_b(nr, kc, nc, v.at(pc, jc), pb),
+                    BSource::Cols(cols) => cols.pack(nr, pc, kc, jc, nc, pb),
+                }
                 for ic in (0..m).step_by(mc_blk) {
                     let mc = mc_blk.min(m - ic);
                     let pa: *const f32 = match a {

@@ -10,8 +10,8 @@ use crema_proto::caffe::{ConvolutionParameter, LayerParameter};
 use rayon::prelude::*;
 
 use crate::backend::{
-    col2im, col2im_2d_ld, im2col, im2col_2d_cols, im2col_2d_ld, pack_a, sgemm, sgemm_packed,
-    sgemm_packed_ldc, ConvGeometry, PackedA, Transpose,
+    col2im, col2im_2d_ld, im2col, im2col_2d_ld, pack_a, sgemm, sgemm_packed, sgemm_packed_cols,
+    ConvGeometry, ImplicitCols, PackedA, Transpose,
 };
 use crate::blob::{Blob, SharedBlob};
 use crate::error::{Error, Result};
@@ -92,6 +92,10 @@ impl ConvGemm {
             return self.forward(input, w, output, &mut s.col);
         }
         let n = imgs * self.out_spatial;
+        if let Some(gg) = self.implicit_geom() {
+            self.forward_cols(&gg, input, w, n, &mut s.stage);
+            return self.unstage(imgs, &s.stage, output);
+        }
         self.columns(imgs, input, &mut s.col);
         let rows = self.rows_per_group();
         for (g, wg) in w.iter().enumerate() {
@@ -169,52 +173,36 @@ impl ConvGemm {
         }
     }
 
-    /// Output positions per slice of a forward's column buffer, when the
-    /// whole buffer would not stay in L2 (AlexNet conv1: 4.4 MB an image) and
-    /// the image is one worker's: slices of at most `CHUNK_VALUES` values are
-    /// written and packed while still in cache.
-    fn column_chunk(&self) -> Option<usize> {
-        const CHUNK_VALUES: usize = 1 << 17;
-        let rows = self.kernel_dim * self.group;
-        if self.is_1x1
-            || self.force_nd
-            || self.geom.input.len() != 2
-            || rayon::current_thread_index().is_none()
-            || rows * self.out_spatial <= 2 * CHUNK_VALUES
-        {
-            return None;
-        }
-        // Deep buffers (conv2's 2400 rows) would get slices too narrow for
-        // the GEMM to pay for its per-call work; they stay whole.
-        let width = CHUNK_VALUES / rows / 32 * 32;
-        (width >= 256).then_some(width)
+    /// One group's window, when the forward may pack its columns straight
+    /// from the images (`sgemm_packed_cols`): 2-D and not 1x1 (whose input
+    /// already is the column buffer).
+    fn implicit_geom(&self) -> Option<ConvGeometry> {
+        (!self.is_1x1 && !self.force_nd && self.geom.input.len() == 2).then(|| ConvGeometry {
+            channels: self.geom.channels / self.group,
+            ..self.geom.clone()
+        })
     }
 
-    /// `forward` slice by slice of output positions (`column_chunk`).
-    fn forward_in_chunks(
+    /// output (`ldc` apart per channel) = W ⊛ images for `n` columns of
+    /// images side by side, without a column buffer.
+    fn forward_cols(
         &self,
-        width: usize,
+        gg: &ConvGeometry,
         input: &[f32],
         w: &[PackedA],
+        n: usize,
         output: &mut [f32],
-        col: &mut [f32],
     ) {
-        let sp = self.out_spatial;
-        for j0 in (0..sp).step_by(width) {
-            let n = width.min(sp - j0);
-            im2col_2d_cols(&self.geom, input, j0, j0 + n, col);
-            for (g, wg) in w.iter().enumerate() {
-                sgemm_packed_ldc(
-                    wg,
-                    Transpose::No,
-                    n,
-                    1.0,
-                    &col[g * self.kernel_dim * n..],
-                    0.0,
-                    &mut output[g * self.output_offset() + j0..],
-                    sp,
-                );
-            }
+        let rows = self.rows_per_group();
+        for (g, wg) in w.iter().enumerate() {
+            let cols = ImplicitCols {
+                geom: gg,
+                images: &input[g * gg.image_len()..],
+                image_stride: self.in_len(),
+                positions: self.out_spatial,
+                col0: 0,
+            };
+            sgemm_packed_cols(wg, cols, n, &mut output[g * rows * n..], n);
         }
     }
 
@@ -361,8 +349,8 @@ impl ConvGemm {
     /// output = W ⊛ input for one image (overwrites output); `w` is
     /// `pack_weights(.., false, ..)`.
     pub fn forward(&self, input: &[f32], w: &[PackedA], output: &mut [f32], col: &mut [f32]) {
-        if let Some(width) = self.column_chunk() {
-            return self.forward_in_chunks(width, input, w, output, col);
+        if let Some(gg) = self.implicit_geom() {
+            return self.forward_cols(&gg, input, w, self.out_spatial, output);
         }
         let col: &[f32] = if self.is_1x1 {
             input

@@ -434,6 +434,82 @@ fn gradient_with_images_batched_into_one_product() {
     );
 }
 
+#[test]
+fn columns_packed_from_the_images_give_the_column_buffers_bits() {
+    // The forward packs its GEMM operand straight from the images; the
+    // N-D path still writes the column buffer first. Same blocks, same bits:
+    // groups, padding, strides, dilation, batched narrow outputs (images
+    // meeting inside a packed strip) and AlexNet conv1's stride 4.
+    let cases: [(fn(&mut ConvolutionParameter), [usize; 4]); 5] = [
+        (conv_a, [3, 4, 9, 8]),
+        (
+            |cp| {
+                cp.set_num_output(7);
+                cp.kernel_size = vec![3];
+                cp.pad = vec![1];
+            },
+            [5, 3, 5, 7],
+        ),
+        (
+            |cp| {
+                cp.set_num_output(5);
+                cp.kernel_size = vec![11];
+                cp.stride = vec![4];
+                cp.pad = vec![2];
+            },
+            [2, 3, 63, 59],
+        ),
+        (
+            |cp| {
+                cp.set_num_output(6);
+                cp.set_group(2);
+                cp.kernel_size = vec![5];
+                cp.pad = vec![2];
+            },
+            [1, 4, 27, 27],
+        ),
+        (
+            |cp| {
+                cp.set_num_output(3);
+                cp.kernel_size = vec![2];
+                cp.stride = vec![3];
+                cp.dilation = vec![2];
+            },
+            [9, 2, 6, 5],
+        ),
+    ];
+    for (edit, shape) in cases {
+        let implicit = conv(edit);
+        let explicit = conv(|cp| {
+            edit(cp);
+            cp.set_force_nd_im2col(true);
+        });
+        let b = crate::Blob::shared(&shape);
+        fill_uniform(&b, -1.0, 1.0, 3);
+        let (mut li, mut le) = (layer(&implicit), layer(&explicit));
+        let (ti, te) = (empty(), empty());
+        li.setup(&[b.clone()], &[ti.clone()]).unwrap();
+        le.setup(&[b.clone()], &[te.clone()]).unwrap();
+        for (mine, theirs) in le.blobs().iter().zip(li.blobs()) {
+            mine.borrow_mut()
+                .data_mut()
+                .copy_from_slice(theirs.borrow().data());
+        }
+        for (l, t) in [(&mut li, &ti), (&mut le, &te)] {
+            l.reshape(&[b.clone()], &[t.clone()]).unwrap();
+            l.forward(&[b.clone()], &[t.clone()]).unwrap();
+        }
+        let (ti, te) = (ti.borrow(), te.borrow());
+        assert!(
+            ti.data()
+                .iter()
+                .zip(te.data())
+                .all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{shape:?}: implicit columns differ from the column buffer's"
+        );
+    }
+}
+
 /// Runs `p` on a batch of `shape` and checks every image against a batch-1
 /// layer with the same weights.
 fn matches_image_by_image(p: &LayerParameter, shape: [usize; 4]) {
