@@ -123,12 +123,81 @@ impl LRNLayer {
         }
     }
 
+    /// Bands of positions each image's forward splits into: across channels
+    /// every position is independent, so when there are fewer images than
+    /// workers (a batch of one) the positions are shared out instead.
+    fn bands(&self, num: usize) -> usize {
+        let (c, h, w) = self.chw;
+        let threads = workers();
+        if self.region == NormRegion::ACROSS_CHANNELS
+            && num < threads
+            && rayon::current_thread_index().is_none()
+            && c * h * w >= 1 << 15
+        {
+            threads.min(h * w)
+        } else {
+            1
+        }
+    }
+
+    /// Forward of one image, its positions in `bands` bands on the pool. Each
+    /// position sees the same operations as in the whole-image pass.
+    fn forward_in_bands(&mut self, x: &[f32], y: &mut [f32]) {
+        let (c, h, w) = self.chw;
+        let (hw, half, beta) = (h * w, self.size / 2, self.beta);
+        let (coeff, base) = (self.alpha / self.window_len(), self.base());
+        let parts = self.bands(1);
+        let bw = hw.div_ceil(parts);
+        let out = SendPtr(y.as_mut_ptr());
+        assert!(x.len() >= c * hw && y.len() >= c * hw);
+        self.scratch
+            .par_iter_mut()
+            .take(parts)
+            .enumerate()
+            .for_each(|(i, s)| {
+                let p0 = i * bw;
+                if p0 >= hw {
+                    return;
+                }
+                let len = bw.min(hw - p0);
+                let (sq, sc) = (&mut s.sum[..c * len], &mut s.scale[..c * len]);
+                for (ch, o) in sq.chunks_exact_mut(len).enumerate() {
+                    let xs = &x[ch * hw + p0..][..len];
+                    o.iter_mut().zip(xs).for_each(|(o, &v)| *o = v * v);
+                }
+                slide_rows(sq, sc, c, len, half);
+                sc.iter_mut().for_each(|v| *v = base + coeff * *v);
+                with_neg_pow!(beta, pow => {
+                    for (ch, scs) in sc.chunks_exact(len).enumerate() {
+                        let at = ch * hw + p0;
+                        // SAFETY: band i alone writes positions p0..p0+len of
+                        // every channel of y, which holds c·hw values.
+                        let ys = unsafe { std::slice::from_raw_parts_mut(out.get().add(at), len) };
+                        for ((o, &v), &scv) in ys.iter_mut().zip(&x[at..at + len]).zip(scs) {
+                            *o = v * pow(scv);
+                        }
+                    }
+                });
+            });
+    }
+
     /// `scale = base + α/len · Σ_window x²` for one image; `sq` receives x².
     fn scale_of(&self, x: &[f32], sq: &mut [f32], scale: &mut [f32], plane: &mut [f32]) {
         let (coeff, base) = (self.alpha / self.window_len(), self.base());
         sq.iter_mut().zip(x).for_each(|(o, &v)| *o = v * v);
         self.window_sum(sq, scale, plane);
         scale.iter_mut().for_each(|s| *s = base + coeff * *s);
+    }
+}
+
+/// The top's values, written by disjoint bands from the pool's threads.
+struct SendPtr(*mut f32);
+// SAFETY: each thread writes only its own band of positions.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    fn get(&self) -> *mut f32 {
+        self.0
     }
 }
 
@@ -207,7 +276,8 @@ impl Layer for LRNLayer {
         let runs = workers().min(shape[0]).max(1);
         self.per_run = shape[0].div_ceil(runs).max(1);
         let dim = shape[1] * shape[2] * shape[3];
-        self.scratch.resize_with(runs, Scratch::default);
+        self.scratch
+            .resize_with(runs.max(self.bands(shape[0])), Scratch::default);
         for s in &mut self.scratch {
             s.scale.resize(dim, 0.0);
             s.sum.resize(dim, 0.0);
@@ -222,6 +292,17 @@ impl Layer for LRNLayer {
         let (c, h, w) = self.chw;
         let dim = c * h * w;
         if dim == 0 {
+            return Ok(());
+        }
+        let num = b.count() / dim;
+        if self.bands(num) > 1 {
+            for (x, y) in b
+                .data()
+                .chunks_exact(dim)
+                .zip(t.data_mut().chunks_exact_mut(dim))
+            {
+                self.forward_in_bands(x, y);
+            }
             return Ok(());
         }
         let mut scratch = std::mem::take(&mut self.scratch);
@@ -370,6 +451,34 @@ mod tests {
             &[empty()],
             None,
         );
+    }
+
+    #[test]
+    fn a_batch_of_one_split_in_bands_gives_the_whole_image_bits() {
+        // One image (positions shared out over the pool) against the same
+        // image inside a batch of three (one image per worker run).
+        for beta in [0.75, 0.6] {
+            let p = lrn(NormRegion::ACROSS_CHANNELS, 5, 0.3, beta, Some(2.0));
+            let (one, many) = (
+                Blob::shared(&[1, 16, 46, 47]),
+                Blob::shared(&[3, 16, 46, 47]),
+            );
+            fill_uniform(&many, -3.0, 3.0, 5);
+            let dim = one.borrow().count();
+            one.borrow_mut()
+                .data_mut()
+                .copy_from_slice(&many.borrow().data()[dim..2 * dim]);
+            let (t1, t3) = (empty(), empty());
+            run(layer(&p).as_mut(), &[one], &[t1.clone()]);
+            run(layer(&p).as_mut(), &[many], &[t3.clone()]);
+            let (t1, t3) = (t1.borrow(), t3.borrow());
+            let whole = &t3.data()[dim..2 * dim];
+            assert!(t1
+                .data()
+                .iter()
+                .zip(whole)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
     }
 
     #[test]
