@@ -289,10 +289,10 @@ pub fn im2col_2d_strips(
             a += xb - xa;
         }
         #[cfg(target_arch = "x86_64")]
-        if sw == 1 && nr == 32 && is_x86_feature_detected!("avx512f") {
+        if nr == 32 && is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has AVX-512F; the strip holds kc rows of 32;
             // every run reads inside its image row (checked above).
-            unsafe { strip_rows_avx512(strip, &taps, &runs, images, h, w, sh) };
+            unsafe { strip_rows_avx512(strip, &taps, &runs, images, h, w, sh, sw) };
             continue;
         }
         for (row, tap) in strip.chunks_exact_mut(nr).zip(&taps) {
@@ -330,10 +330,10 @@ pub fn im2col_2d_strips(
     }
 }
 
-/// The rows of one 32-wide strip at stride 1: each row is two registers
-/// built by one masked load per run (lanes whose tap falls in the padding,
-/// and lanes past the last column, stay zero), then stored whole, instead
-/// of a fill and a copy per run.
+/// The rows of one 32-wide strip: each row is two registers built by one
+/// masked load per run (a masked gather at strides over 1, AlexNet conv1's
+/// 4), where lanes whose tap falls in the padding, and lanes past the last
+/// column, stay zero; then stored whole, instead of a fill and a copy per run.
 ///
 /// Safety: the CPU has AVX-512F; `strip` holds `taps.len()` rows of 32; the
 /// runs' valid taps lie inside `images`.
@@ -347,9 +347,15 @@ unsafe fn strip_rows_avx512(
     h: usize,
     w: usize,
     sh: usize,
+    sw: usize,
 ) {
     use std::arch::x86_64::*;
-    assert!(strip.len() >= taps.len() * 32);
+    assert!(strip.len() >= taps.len() * 32 && sw * 32 < i32::MAX as usize);
+    // Lane l of a gather reads base[l·sw].
+    let lanes = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(sw as i32),
+    );
     for (q, tap) in taps.iter().enumerate() {
         let mut v = [_mm512_setzero_ps(); 2];
         for r in runs {
@@ -358,16 +364,23 @@ unsafe fn strip_rows_avx512(
             if iy < 0 || iy >= h as isize || va >= vb {
                 continue;
             }
-            // Lanes l0..l1 take input columns first.. of row iy: lane l reads p[l].
+            // Lanes l0..l1 take input columns first, first + sw, ... of row
+            // iy: lane l reads p[l·sw].
             let (l0, l1) = (r.lane + va - r.xa, r.lane + vb - r.xa);
-            let first = tap.ix0 + (va - tap.xs.start);
+            let first = tap.ix0 + (va - tap.xs.start) * sw;
             let at = r.base + tap.plane + iy as usize * w + first;
-            debug_assert!(at + (l1 - l0) <= images.len());
-            let p = images.as_ptr().wrapping_add(at).wrapping_sub(l0);
+            debug_assert!(at + (l1 - l0 - 1) * sw < images.len());
+            let p = images.as_ptr().wrapping_add(at).wrapping_sub(l0 * sw);
             let mask = ((1u64 << l1) - (1u64 << l0)) as u32;
+            let (lo, hi) = (mask as u16, (mask >> 16) as u16);
             // Masked-off lanes are not read, so p may point before the row.
-            v[0] = _mm512_mask_loadu_ps(v[0], mask as u16, p);
-            v[1] = _mm512_mask_loadu_ps(v[1], (mask >> 16) as u16, p.wrapping_add(16));
+            if sw == 1 {
+                v[0] = _mm512_mask_loadu_ps(v[0], lo, p);
+                v[1] = _mm512_mask_loadu_ps(v[1], hi, p.wrapping_add(16));
+            } else {
+                v[0] = _mm512_mask_i32gather_ps::<4>(v[0], lo, lanes, p);
+                v[1] = _mm512_mask_i32gather_ps::<4>(v[1], hi, lanes, p.wrapping_add(16 * sw));
+            }
         }
         let d = strip.as_mut_ptr().add(q * 32);
         _mm512_storeu_ps(d, v[0]);
