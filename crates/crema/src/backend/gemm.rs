@@ -129,6 +129,17 @@ fn split_over_pool(total: usize, unit: usize, f: impl Fn(usize, usize) + Sync) {
     });
 }
 
+/// `f(c0, nc)` over the columns of a product of `madds` multiply-adds: one
+/// block of whole `nr`-strips per pool thread when it is worth splitting and
+/// every thread gets a strip, else all `n` columns on this thread.
+fn split_columns(madds: usize, n: usize, nr: usize, f: impl Fn(usize, usize) + Sync) {
+    if worth_splitting(madds) && n >= rayon::current_num_threads() * nr {
+        split_over_pool(n, nr, f);
+    } else {
+        f(0, n);
+    }
+}
+
 /// op(A) packed once for many products with `sgemm_packed` (the same
 /// weights over every image of a batch).
 pub use super::mmm::PackedA;
@@ -218,11 +229,7 @@ pub fn sgemm_packed_ldc(
             )
         }
     };
-    if worth_splitting(m * n * k) && n >= rayon::current_num_threads() * nr {
-        split_over_pool(n, nr, block);
-    } else {
-        block(0, n);
-    }
+    split_columns(m * n * k, n, nr, block);
 }
 
 /// `C[M×n] = op(A)·cols` (rows `ldc` apart) with `cols` the im2col columns
@@ -260,11 +267,7 @@ pub fn sgemm_packed_cols(a: &PackedA, cols: ImplicitCols, n: usize, c: &mut [f32
         // thread; A and the images only read.
         unsafe { mmm::gemm_packed_a_cols(a, nc, 1.0, part, 0.0, c_ptr.get().add(c0), ldc) }
     };
-    if worth_splitting(m * n * k) && n >= rayon::current_num_threads() * nr {
-        split_over_pool(n, nr, block);
-    } else {
-        block(0, n);
-    }
+    split_columns(m * n * k, n, nr, block);
 }
 
 /// `y = alpha·op(A)·x + beta·y` with A stored row-major as `rows × cols`
