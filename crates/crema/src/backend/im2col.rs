@@ -182,27 +182,42 @@ pub fn im2col_2d_block(
                 dst.fill(0.0);
                 continue;
             };
-            let src = &plane[iy * w..(iy + 1) * w];
-            // Valid taps of this row, clipped to xa..xb.
-            let (va, vb) = (xs.start.clamp(xa, xb), xs.end.clamp(xa, xb));
-            if va > xa {
-                dst[..va - xa].fill(0.0);
-            }
-            if vb < xb {
-                dst[vb - xa..].fill(0.0);
-            }
-            let inner = &mut dst[va - xa..vb - xa];
-            if inner.is_empty() {
-                continue;
-            }
-            let first = ix0 + (va - xs.start) * sw;
-            if sw == 1 {
-                copy_row(inner, &src[first..first + inner.len()]);
-            } else {
-                let taps = src[first..].iter().step_by(sw);
-                inner.iter_mut().zip(taps).for_each(|(d, &v)| *d = v);
-            }
+            fill_run(dst, &plane[iy * w..(iy + 1) * w], xa..xb, &xs, ix0, sw);
         }
+    }
+}
+
+/// Output columns `cols` of one column-buffer row inside input row `src`:
+/// `dst` (one value per column) is zeros where the tap falls in the padding
+/// (outside `xs`, whose first column reads `src[ix0]`) and a copy of every
+/// `sw`-th input value in between.
+#[inline]
+fn fill_run(
+    dst: &mut [f32],
+    src: &[f32],
+    cols: std::ops::Range<usize>,
+    xs: &std::ops::Range<usize>,
+    ix0: usize,
+    sw: usize,
+) {
+    let (xa, xb) = (cols.start, cols.end);
+    let (va, vb) = (xs.start.clamp(xa, xb), xs.end.clamp(xa, xb));
+    if va > xa {
+        dst[..va - xa].fill(0.0);
+    }
+    if vb < xb {
+        dst[vb - xa..].fill(0.0);
+    }
+    let inner = &mut dst[va - xa..vb - xa];
+    if inner.is_empty() {
+        return;
+    }
+    let first = ix0 + (va - xs.start) * sw;
+    if sw == 1 {
+        copy_row(inner, &src[first..first + inner.len()]);
+    } else {
+        let taps = src[first..].iter().step_by(sw);
+        inner.iter_mut().zip(taps).for_each(|(d, &v)| *d = v);
     }
 }
 
@@ -305,25 +320,7 @@ pub fn im2col_2d_strips(
                 }
                 let start = r.base + tap.plane + iy as usize * w;
                 let src = &images[start..start + w];
-                // Valid taps of this run, clipped to xa..xb.
-                let (va, vb) = (tap.xs.start.clamp(r.xa, r.xb), tap.xs.end.clamp(r.xa, r.xb));
-                if va > r.xa {
-                    dst[..va - r.xa].fill(0.0);
-                }
-                if vb < r.xb {
-                    dst[vb - r.xa..].fill(0.0);
-                }
-                let inner = &mut dst[va - r.xa..vb - r.xa];
-                if inner.is_empty() {
-                    continue;
-                }
-                let first = tap.ix0 + (va - tap.xs.start) * sw;
-                if sw == 1 {
-                    copy_row(inner, &src[first..first + inner.len()]);
-                } else {
-                    let taps = src[first..].iter().step_by(sw);
-                    inner.iter_mut().zip(taps).for_each(|(d, &v)| *d = v);
-                }
+                fill_run(dst, src, r.xa..r.xb, &tap.xs, tap.ix0, sw);
             }
             row[live..].fill(0.0);
         }
