@@ -117,11 +117,13 @@ impl DiffSharing {
         self.pool.len()
     }
 
-    /// Lends the diffs layer `i` releases, freeing their buffers.
-    pub(super) fn after_backward_dropping(&mut self, i: usize, blobs: &[SharedBlob]) {
-        for &b in &self.release[i] {
-            drop(blobs[b].borrow_mut().lend_diff());
+    /// Lends every shared diff and frees its buffer: from here on the
+    /// buffers the pool hands out are the only ones.
+    pub(super) fn start(&mut self, blobs: &[SharedBlob]) {
+        for i in 0..self.release.len() {
+            self.after_backward(i, blobs);
         }
+        self.pool.clear();
     }
 
     /// Gives every lent diff a buffer back, zeroed (sharing is being turned off).

@@ -327,11 +327,7 @@ impl Net {
             inputs: &self.input_blob_ids,
             outputs: &self.output_blob_ids,
         });
-        // Every shared diff starts lent, its own buffer freed: the buffers
-        // the pool hands out are the only ones.
-        for i in 0..self.layers.len() {
-            sharing.after_backward_dropping(i, &self.blobs);
-        }
+        sharing.start(&self.blobs);
         self.diff_sharing = Some(sharing);
     }
 }
