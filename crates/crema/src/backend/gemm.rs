@@ -176,22 +176,8 @@ pub fn sgemm_packed(
     beta: f32,
     c: &mut [f32],
 ) {
-    sgemm_packed_ldc(a, trans_b, n, alpha, b, beta, c, n)
-}
-
-/// `sgemm_packed` writing C with rows `ldc` values apart (a column block of
-/// a wider matrix).
-#[allow(clippy::too_many_arguments)]
-pub fn sgemm_packed_ldc(
-    a: &PackedA,
-    trans_b: Transpose,
-    n: usize,
-    alpha: f32,
-    b: &[f32],
-    beta: f32,
-    c: &mut [f32],
-    ldc: usize,
-) {
+    // C's rows are n apart.
+    let ldc = n;
     let (m, k) = (a.m(), a.k());
     if m == 0 || n == 0 {
         return;
