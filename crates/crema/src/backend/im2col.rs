@@ -126,20 +126,13 @@ pub fn im2col_2d(g: &ConvGeometry, im: &[f32], col: &mut [f32]) {
 /// (`col` starts at the image's first column).
 pub fn im2col_2d_ld(g: &ConvGeometry, im: &[f32], col: &mut [f32], ld: usize) {
     let out = g.output().expect("im2col: kernel larger than padded input");
-    im2col_2d_range(g, im, 0, out[0] * out[1], col, ld);
-}
-
-/// Columns `j0..j1` of `im2col_2d` into rows `ld` values apart.
-fn im2col_2d_range(g: &ConvGeometry, im: &[f32], j0: usize, j1: usize, col: &mut [f32], ld: usize) {
-    im2col_2d_block(g, im, 0..g.col_rows(), j0, j1, col, ld)
+    im2col_2d_block(g, im, 0..g.col_rows(), 0, out[0] * out[1], col, ld);
 }
 
 /// Rows `rows` and columns `j0..j1` (output positions in row-major order)
 /// of `im2col_2d`, into rows `ld` values apart. Each row is zeros where a
 /// tap falls in the padding and a (strided) copy of one input row in between.
-/// A GEMM packing its B operand straight from the image calls it with one
-/// packed strip as `col` (`ld` = the strip width).
-pub fn im2col_2d_block(
+fn im2col_2d_block(
     g: &ConvGeometry,
     im: &[f32],
     rows: std::ops::Range<usize>,
