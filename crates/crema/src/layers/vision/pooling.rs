@@ -170,17 +170,17 @@ fn inner_taps<'a>(row: &'a [f32], phases: &'a [f32], s: usize, c: usize, n: usiz
 const LANES: usize = 8;
 
 /// MAX over one plane. Taps are visited in row-major order with a strict `>`,
-/// so the argmax is the first maximum, as Caffe's loop finds it. Inner output
-/// columns go LANES at a time with their best value and argmax in registers,
-/// reading the window's input rows split by phase (padded by LANES so a last
-/// partial block reads in bounds; its extra lanes are dropped).
+/// so the argmax is the first maximum, as Caffe's loop finds it. Windows
+/// clipped by the image edge go one by one; the inner output columns of a row
+/// go many at a time (`max_inner`).
 fn max_plane(win: &Win, plan: &Plan, bp: &[f32], tp: &mut [f32], mp: &mut [f32]) {
-    let (w, s, kw) = (win.width, win.stride.1, win.kernel.1);
+    let w = win.width;
     let inner = plan.inner.clone();
-    let x0 = (inner.start * s).wrapping_sub(win.pad.1);
-    let m = w.div_ceil(s) + LANES;
+    #[cfg(target_arch = "x86_64")]
+    let wide = !inner.is_empty() && win.stride.1 <= 2 && is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    let wide = false;
     PHASES.with_borrow_mut(|phases| {
-        phases.resize(m * s * win.kernel.0, 0.0);
         for ((span, t), mk) in plan
             .rows
             .iter()
@@ -201,38 +201,133 @@ fn max_plane(win: &Win, plan: &Plan, bp: &[f32], tp: &mut [f32], mp: &mut [f32])
             if inner.is_empty() {
                 continue;
             }
-            let n = inner.len();
             let (best, arg) = (&mut t[inner.clone()], &mut mk[inner.clone()]);
-            for (r, y) in rows.clone().enumerate() {
-                split_phases(&bp[y * w..][..w], s, m, &mut phases[r * m * s..][..m * s]);
-            }
-            let mut j0 = 0;
-            while j0 < n {
-                let mut b = [MAX_START; LANES];
-                // Argmax relative to the window's first column; the default is its first tap.
-                let mut a = [(rows.start * w) as f32; LANES];
-                for (r, y) in rows.clone().enumerate() {
-                    let ph = &phases[r * m * s..][..m * s];
-                    for kx in 0..kw {
-                        let c = x0 + kx;
-                        let taps: &[f32; LANES] =
-                            ph[(c % s) * m + c / s + j0..][..LANES].try_into().unwrap();
-                        let off = (y * w + kx) as f32;
-                        for l in 0..LANES {
-                            take_max(taps[l], off, &mut b[l], &mut a[l]);
-                        }
-                    }
-                }
-                let base = (x0 + j0 * s) as f32;
-                let lanes = LANES.min(n - j0);
-                for l in 0..lanes {
-                    best[j0 + l] = b[l];
-                    arg[j0 + l] = a[l] + base + (l * s) as f32;
-                }
-                j0 += LANES;
+            if wide {
+                // SAFETY: AVX-512F was detected above; the stride is 1 or 2.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    max_inner_avx512(win, inner.start, rows, bp, best, arg)
+                };
+            } else {
+                max_inner(win, inner.start, rows, bp, phases, best, arg);
             }
         }
     });
+}
+
+/// The inner output columns `first..first + best.len()` of one output row,
+/// whose windows cover input rows `rows`: LANES columns at a time with their
+/// best value and argmax in registers, reading the rows split by phase
+/// (padded by LANES so a last partial block reads in bounds; its extra lanes
+/// are dropped).
+fn max_inner(
+    win: &Win,
+    first: usize,
+    rows: Range<usize>,
+    bp: &[f32],
+    phases: &mut Vec<f32>,
+    best: &mut [f32],
+    arg: &mut [f32],
+) {
+    let (w, s, kw) = (win.width, win.stride.1, win.kernel.1);
+    let x0 = (first * s).wrapping_sub(win.pad.1);
+    let m = w.div_ceil(s) + LANES;
+    phases.resize(m * s * win.kernel.0, 0.0);
+    let n = best.len();
+    for (r, y) in rows.clone().enumerate() {
+        split_phases(&bp[y * w..][..w], s, m, &mut phases[r * m * s..][..m * s]);
+    }
+    let mut j0 = 0;
+    while j0 < n {
+        let mut b = [MAX_START; LANES];
+        // Argmax relative to the window's first column; the default is its first tap.
+        let mut a = [(rows.start * w) as f32; LANES];
+        for (r, y) in rows.clone().enumerate() {
+            let ph = &phases[r * m * s..][..m * s];
+            for kx in 0..kw {
+                let c = x0 + kx;
+                let taps: &[f32; LANES] =
+                    ph[(c % s) * m + c / s + j0..][..LANES].try_into().unwrap();
+                let off = (y * w + kx) as f32;
+                for l in 0..LANES {
+                    take_max(taps[l], off, &mut b[l], &mut a[l]);
+                }
+            }
+        }
+        let base = (x0 + j0 * s) as f32;
+        let lanes = LANES.min(n - j0);
+        for l in 0..lanes {
+            best[j0 + l] = b[l];
+            arg[j0 + l] = a[l] + base + (l * s) as f32;
+        }
+        j0 += LANES;
+    }
+}
+
+/// `max_inner` for strides 1 and 2 with AVX-512: 16 output columns per
+/// register. A tap's 16 inputs are one masked load at stride 1, and the even
+/// lanes of two masked loads at stride 2; lanes past the row are never read.
+/// Indices are small integers, exact in f32, so the argmax equals the
+/// scalar path's bit for bit.
+///
+/// Safety: the CPU has AVX-512F, the stride is 1 or 2, and `first..` are
+/// inner columns (their windows lie inside the row).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn max_inner_avx512(
+    win: &Win,
+    first: usize,
+    rows: Range<usize>,
+    bp: &[f32],
+    best: &mut [f32],
+    arg: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let (w, s, kw) = (win.width, win.stride.1, win.kernel.1);
+    let x0 = first * s - win.pad.1;
+    let n = best.len();
+    let lane_step = _mm512_mul_ps(
+        _mm512_setr_ps(
+            0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0,
+        ),
+        _mm512_set1_ps(s as f32),
+    );
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    // The first `count` values at `at` (at most 16 are used), the rest zero.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load(at: *const f32, count: usize) -> __m512 {
+        _mm512_maskz_loadu_ps(((1u32 << count.min(16)) - 1) as __mmask16, at)
+    }
+    for j0 in (0..n).step_by(16) {
+        let lanes = 16.min(n - j0);
+        let mut b = _mm512_set1_ps(MAX_START);
+        // Until a tap wins, the argmax is the window's first tap.
+        let first_tap = _mm512_set1_ps((rows.start * w + x0 + j0 * s) as f32);
+        let mut a = _mm512_add_ps(first_tap, lane_step);
+        for y in rows.clone() {
+            let row = bp[y * w..][..w].as_ptr();
+            for kx in 0..kw {
+                let x = x0 + j0 * s + kx;
+                // Inputs this block's lanes read: x, x + s, .., x + (lanes - 1)·s.
+                let span = (lanes - 1) * s + 1;
+                let taps = if s == 1 {
+                    load(row.add(x), span)
+                } else {
+                    let lo = load(row.add(x), span);
+                    let hi = load(row.add(x + 16), span.saturating_sub(16));
+                    _mm512_permutex2var_ps(lo, even, hi)
+                };
+                let idx = _mm512_add_ps(_mm512_set1_ps((y * w + x) as f32), lane_step);
+                let gt = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(taps, b);
+                b = _mm512_mask_blend_ps(gt, b, taps);
+                a = _mm512_mask_blend_ps(gt, a, idx);
+            }
+        }
+        let keep = ((1u32 << lanes) - 1) as __mmask16;
+        _mm512_mask_storeu_ps(best.as_mut_ptr().add(j0), keep, b);
+        _mm512_mask_storeu_ps(arg.as_mut_ptr().add(j0), keep, a);
+    }
 }
 
 /// AVE over one plane: taps summed in row-major order from -0.0 (as

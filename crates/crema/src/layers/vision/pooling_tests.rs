@@ -442,6 +442,11 @@ fn fast_paths_match_naive_windows_on_awkward_shapes() {
         ((3, 3), (2, 2), (0, 0), [1, 1, 8, 8], true),
         ((5, 5), (3, 3), (2, 2), [1, 2, 17, 19], false),
         ((3, 3), (2, 2), (0, 0), [2, 8, 37, 31], false), // takes the rayon path
+        // Rows of more than 16 inner windows: whole and partial register blocks.
+        ((2, 2), (2, 2), (0, 0), [1, 2, 6, 71], false),
+        ((3, 3), (1, 1), (1, 1), [1, 2, 4, 40], false),
+        ((3, 3), (2, 2), (1, 1), [1, 1, 5, 67], false),
+        ((2, 3), (1, 2), (0, 1), [1, 1, 3, 35], false),
     ];
     for (ci, &(k, s, p, shape, floor)) in cases.iter().enumerate() {
         let b = Blob::shared(&shape);
