@@ -256,6 +256,62 @@ pub fn sgemm_packed_cols(a: &PackedA, cols: ImplicitCols, n: usize, c: &mut [f32
     split_columns(m * n * k, n, nr, block);
 }
 
+/// `C[m×n] = A·colsᵀ + beta·C` with A `m × k` row-major and `cols` the
+/// im2col columns `cols.col0..cols.col0 + k` of convolution inputs, whose
+/// first `n` rows are packed straight from the images: a convolution's weight
+/// gradient (the sum over output positions) with the bits of `im2col` +
+/// `sgemm(No, Yes)` and no column buffer. Large products split their columns
+/// over the pool.
+pub fn sgemm_cols_t(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    cols: ImplicitCols,
+    beta: f32,
+    c: &mut [f32],
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        a.len() >= m * k
+            && c.len() >= m * n
+            && n <= cols.geom.col_rows()
+            && cols.geom.input.len() == 2
+            && cols.positions == cols.geom.output().map_or(0, |o| o[0] * o[1]),
+        "sgemm_cols_t: operand shorter than {m}x{n}x{k}"
+    );
+    let c = &mut c[..m * n];
+    if k == 0 {
+        scale_c(beta, c);
+        return;
+    }
+    let kern = mmm::kernel();
+    let av = SendView(View::of(a, Transpose::No, k));
+    let c_ptr = SendPtr(c.as_mut_ptr());
+    let block = move |c0: usize, nc: usize| {
+        // SAFETY: shapes checked above (the images in the strip packing);
+        // disjoint column blocks of C per thread; A and the images only read.
+        unsafe {
+            mmm::gemm_cols_t(
+                kern,
+                m,
+                nc,
+                k,
+                1.0,
+                av.get(),
+                cols,
+                c0,
+                beta,
+                c_ptr.get().add(c0),
+                n,
+            )
+        }
+    };
+    split_columns(m * n * k, n, kern.nr, block);
+}
+
 /// `y = alpha·op(A)·x + beta·y` with A stored row-major as `rows × cols`
 /// (Caffe's `caffe_cpu_gemv(TransA, M=rows, N=cols, ...)`): op(A) = A takes x
 /// of length `cols`; op(A) = Aᵀ takes x of length `rows`.

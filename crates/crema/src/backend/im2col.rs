@@ -234,6 +234,112 @@ struct Run {
     lane: usize,
 }
 
+/// What a strip fill needs to know of the geometry, worked out once per call.
+struct StripGeometry<'a> {
+    taps: Vec<Tap>,
+    images: &'a [f32],
+    image_stride: usize,
+    /// Input height and width, stride, output width and positions per image.
+    h: usize,
+    w: usize,
+    sh: usize,
+    sw: usize,
+    ow: usize,
+    sp: usize,
+}
+
+impl<'a> StripGeometry<'a> {
+    /// The tap geometry of column-buffer rows `rows` over `images`, whose
+    /// columns `cols` the caller will fill (checked to lie inside `images`).
+    fn new(
+        g: &ConvGeometry,
+        images: &'a [f32],
+        image_stride: usize,
+        rows: std::ops::Range<usize>,
+        cols: &std::ops::Range<usize>,
+    ) -> Self {
+        let out = g.output().expect("im2col: kernel larger than padded input");
+        let (h, w) = (g.input[0], g.input[1]);
+        let (ow, sp) = (out[1], out[0] * out[1]);
+        let (kh, kw) = (g.kernel[0], g.kernel[1]);
+        let last_image = cols.end.saturating_sub(1) / sp.max(1);
+        assert!(
+            rows.end <= g.col_rows()
+                && (cols.is_empty() || images.len() >= last_image * image_stride + g.image_len()),
+            "im2col: buffer too small"
+        );
+        let taps = rows
+            .map(|r| {
+                let (c, t) = (r / (kh * kw), r % (kh * kw));
+                let (ki, kj) = (t / kw, t % kw);
+                let (xs, ix0) = valid_span(ow, kj, g.stride[1], g.pad[1], g.dilation[1], w);
+                Tap {
+                    plane: c * h * w,
+                    dy: (ki * g.dilation[0]) as isize - g.pad[0] as isize,
+                    xs,
+                    ix0,
+                }
+            })
+            .collect();
+        StripGeometry {
+            taps,
+            images,
+            image_stride,
+            h,
+            w,
+            sh: g.stride[0],
+            sw: g.stride[1],
+            ow,
+            sp,
+        }
+    }
+
+    /// The runs of columns `first..first + live` (a strip's), into `runs`.
+    fn runs(&self, first: usize, live: usize, runs: &mut Vec<Run>) {
+        runs.clear();
+        let (mut a, end) = (first, first + live);
+        while a < end {
+            let (img, p) = (a / self.sp, a % self.sp);
+            let (oy, xa) = (p / self.ow, p % self.ow);
+            let xb = self.ow.min(xa + end - a);
+            runs.push(Run {
+                base: img * self.image_stride,
+                oy,
+                xa,
+                xb,
+                lane: a - first,
+            });
+            a += xb - xa;
+        }
+    }
+
+    /// One strip: row q (`nr` values) holds tap q at the columns of `runs`
+    /// (`live` of them), zero past them.
+    fn fill(&self, strip: &mut [f32], runs: &[Run], nr: usize, live: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if (nr == 16 || nr == 32) && is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F; the strip holds a row of nr per
+            // tap; every run reads inside its image row (checked in `new`).
+            unsafe { strip_rows_avx512(strip, nr / 16, self, runs) };
+            return;
+        }
+        for (row, tap) in strip.chunks_exact_mut(nr).zip(&self.taps) {
+            for r in runs {
+                let dst = &mut row[r.lane..r.lane + r.xb - r.xa];
+                let iy = (r.oy * self.sh) as isize + tap.dy;
+                if iy < 0 || iy >= self.h as isize {
+                    dst.fill(0.0);
+                    continue;
+                }
+                let start = r.base + tap.plane + iy as usize * self.w;
+                let src = &self.images[start..start + self.w];
+                fill_run(dst, src, r.xa..r.xb, &tap.xs, tap.ix0, self.sw);
+            }
+            row[live..].fill(0.0);
+        }
+    }
+}
+
 /// Rows `rows` and columns `cols` of the column buffer of several images side
 /// by side (column `j·positions + p` is output position p of image j, whose
 /// values start at `images[j·image_stride]`), packed as a GEMM's B operand:
@@ -250,103 +356,119 @@ pub fn im2col_2d_strips(
     nr: usize,
     dst: &mut [f32],
 ) {
-    let out = g.output().expect("im2col: kernel larger than padded input");
-    let (h, w) = (g.input[0], g.input[1]);
-    let (ow, sp) = (out[1], out[0] * out[1]);
-    let (sh, sw) = (g.stride[0], g.stride[1]);
-    let (kh, kw) = (g.kernel[0], g.kernel[1]);
     let (kc, n) = (rows.len(), cols.len());
-    let last_image = cols.end.saturating_sub(1) / sp.max(1);
     assert!(
-        rows.end <= g.col_rows()
-            && nr > 0
-            && dst.len() >= n.div_ceil(nr) * nr * kc
-            && (n == 0 || images.len() >= last_image * image_stride + g.image_len()),
+        nr > 0 && dst.len() >= n.div_ceil(nr) * nr * kc,
         "im2col: buffer too small"
     );
-    let taps: Vec<Tap> = rows
-        .map(|r| {
-            let (c, t) = (r / (kh * kw), r % (kh * kw));
-            let (ki, kj) = (t / kw, t % kw);
-            let (xs, ix0) = valid_span(ow, kj, sw, g.pad[1], g.dilation[1], w);
-            Tap {
-                plane: c * h * w,
-                dy: (ki * g.dilation[0]) as isize - g.pad[0] as isize,
-                xs,
-                ix0,
-            }
-        })
-        .collect();
+    let geo = StripGeometry::new(g, images, image_stride, rows, &cols);
     let mut runs: Vec<Run> = Vec::with_capacity(nr + 1);
     for (strip, s0) in dst.chunks_exact_mut(kc * nr).zip((0..n).step_by(nr)) {
         let live = nr.min(n - s0);
-        runs.clear();
-        let (mut a, end) = (cols.start + s0, cols.start + s0 + live);
-        while a < end {
-            let (img, p) = (a / sp, a % sp);
-            let (oy, xa) = (p / ow, p % ow);
-            let xb = ow.min(xa + end - a);
-            let lane = a - cols.start - s0;
-            runs.push(Run {
-                base: img * image_stride,
-                oy,
-                xa,
-                xb,
-                lane,
-            });
-            a += xb - xa;
-        }
-        #[cfg(target_arch = "x86_64")]
-        if nr == 32 && is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F; the strip holds kc rows of 32;
-            // every run reads inside its image row (checked above).
-            unsafe { strip_rows_avx512(strip, &taps, &runs, images, h, w, sh, sw) };
-            continue;
-        }
-        for (row, tap) in strip.chunks_exact_mut(nr).zip(&taps) {
-            for r in &runs {
-                let dst = &mut row[r.lane..r.lane + r.xb - r.xa];
-                let iy = (r.oy * sh) as isize + tap.dy;
-                if iy < 0 || iy >= h as isize {
-                    dst.fill(0.0);
-                    continue;
-                }
-                let start = r.base + tap.plane + iy as usize * w;
-                let src = &images[start..start + w];
-                fill_run(dst, src, r.xa..r.xb, &tap.xs, tap.ix0, sw);
-            }
-            row[live..].fill(0.0);
-        }
+        geo.runs(cols.start + s0, live, &mut runs);
+        geo.fill(strip, &runs, nr, live);
     }
 }
 
-/// The rows of one 32-wide strip: each row is two registers built by one
-/// masked load per run (a masked gather at strides over 1, AlexNet conv1's
-/// 4), where lanes whose tap falls in the padding, and lanes past the last
-/// column, stay zero; then stored whole, instead of a fill and a copy per run.
+thread_local! {
+    /// `im2col_2d_strips_t`'s staging: every row's next 16 columns.
+    static STAGE_T: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The transpose of `im2col_2d_strips`' block: the columns `cols` of the
+/// buffer become the steps and its rows `rows` the strip columns, packed as a
+/// GEMM's B operand for `A · colᵀ` (a convolution's weight gradient, whose
+/// sum runs over output positions): strips of `nr` rows, each `cols.len()`
+/// steps of `nr` values, zero past the last row. 16 columns at a time are
+/// filled as 16-wide strips and transposed into place, so the column buffer
+/// is never written out.
+#[allow(clippy::too_many_arguments)]
+pub fn im2col_2d_strips_t(
+    g: &ConvGeometry,
+    images: &[f32],
+    image_stride: usize,
+    cols: std::ops::Range<usize>,
+    rows: std::ops::Range<usize>,
+    nr: usize,
+    dst: &mut [f32],
+) {
+    const B: usize = 16;
+    let (kc, n) = (cols.len(), rows.len());
+    // Rows padded to whole strips, and to whole 16-row transposes.
+    let padded = n.div_ceil(nr) * nr;
+    let staged = padded.div_ceil(B) * B;
+    assert!(
+        nr > 0 && dst.len() >= padded * kc,
+        "im2col: buffer too small"
+    );
+    let geo = StripGeometry::new(g, images, image_stride, rows, &cols);
+    #[cfg(target_arch = "x86_64")]
+    let fast = nr.is_multiple_of(B) && is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    let fast = false;
+    STAGE_T.with_borrow_mut(|stage| {
+        if stage.len() < staged * B {
+            stage.resize(staged * B, 0.0);
+        }
+        // Rows past the last stay zero: `fill` writes only rows with a tap.
+        stage[n * B..staged * B].fill(0.0);
+        let mut runs: Vec<Run> = Vec::with_capacity(B + 1);
+        for p0 in (0..kc).step_by(B) {
+            let live = B.min(kc - p0);
+            geo.runs(cols.start + p0, live, &mut runs);
+            geo.fill(&mut stage[..n * B], &runs, B, live);
+            if fast && live == B {
+                for j0 in (0..padded).step_by(B) {
+                    let at = (j0 / nr) * kc * nr + p0 * nr + j0 % nr;
+                    // SAFETY: AVX-512F is present; 16 staged rows of 16 at
+                    // j0, and 16 steps of nr from `at` lie inside dst.
+                    #[cfg(target_arch = "x86_64")]
+                    unsafe {
+                        super::mmm::transpose16(
+                            stage.as_ptr().add(j0 * B),
+                            B,
+                            dst.as_mut_ptr().add(at),
+                            nr,
+                        )
+                    };
+                }
+                continue;
+            }
+            for j in 0..padded {
+                let strip = &mut dst[(j / nr) * kc * nr + j % nr..];
+                for p in 0..live {
+                    strip[(p0 + p) * nr] = stage[j * B + p];
+                }
+            }
+        }
+    });
+}
+
+/// The rows of one strip of 16·`regs` columns: each row is `regs` registers
+/// built by one masked load per run (a masked gather at strides over 1,
+/// AlexNet conv1's 4), where lanes whose tap falls in the padding, and lanes
+/// past the last column, stay zero; then stored whole, instead of a fill and
+/// a copy per run.
 ///
-/// Safety: the CPU has AVX-512F; `strip` holds `taps.len()` rows of 32; the
-/// runs' valid taps lie inside `images`.
+/// Safety: the CPU has AVX-512F; `regs` is 1 or 2; `strip` holds a row of
+/// 16·`regs` per tap; the runs' valid taps lie inside the images.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn strip_rows_avx512(
-    strip: &mut [f32],
-    taps: &[Tap],
-    runs: &[Run],
-    images: &[f32],
-    h: usize,
-    w: usize,
-    sh: usize,
-    sw: usize,
-) {
+unsafe fn strip_rows_avx512(strip: &mut [f32], regs: usize, geo: &StripGeometry, runs: &[Run]) {
     use std::arch::x86_64::*;
-    assert!(strip.len() >= taps.len() * 32 && sw * 32 < i32::MAX as usize);
+    let (h, w, sh, sw, images) = (geo.h, geo.w, geo.sh, geo.sw, geo.images);
+    let width = 16 * regs;
+    assert!(
+        (regs == 1 || regs == 2)
+            && strip.len() >= geo.taps.len() * width
+            && sw * 32 < i32::MAX as usize
+    );
     // Lane l of a gather reads base[l·sw].
     let lanes = _mm512_mullo_epi32(
         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
         _mm512_set1_epi32(sw as i32),
     );
-    for (q, tap) in taps.iter().enumerate() {
+    for (q, tap) in geo.taps.iter().enumerate() {
         let mut v = [_mm512_setzero_ps(); 2];
         for r in runs {
             let iy = (r.oy * sh) as isize + tap.dy;
@@ -359,22 +481,28 @@ unsafe fn strip_rows_avx512(
             let (l0, l1) = (r.lane + va - r.xa, r.lane + vb - r.xa);
             let first = tap.ix0 + (va - tap.xs.start) * sw;
             let at = r.base + tap.plane + iy as usize * w + first;
-            debug_assert!(at + (l1 - l0 - 1) * sw < images.len());
+            debug_assert!(at + (l1 - l0 - 1) * sw < images.len() && l1 <= width);
             let p = images.as_ptr().wrapping_add(at).wrapping_sub(l0 * sw);
             let mask = ((1u64 << l1) - (1u64 << l0)) as u32;
             let (lo, hi) = (mask as u16, (mask >> 16) as u16);
             // Masked-off lanes are not read, so p may point before the row.
             if sw == 1 {
                 v[0] = _mm512_mask_loadu_ps(v[0], lo, p);
-                v[1] = _mm512_mask_loadu_ps(v[1], hi, p.wrapping_add(16));
+                if regs == 2 {
+                    v[1] = _mm512_mask_loadu_ps(v[1], hi, p.wrapping_add(16));
+                }
             } else {
                 v[0] = _mm512_mask_i32gather_ps::<4>(v[0], lo, lanes, p);
-                v[1] = _mm512_mask_i32gather_ps::<4>(v[1], hi, lanes, p.wrapping_add(16 * sw));
+                if regs == 2 {
+                    v[1] = _mm512_mask_i32gather_ps::<4>(v[1], hi, lanes, p.wrapping_add(16 * sw));
+                }
             }
         }
-        let d = strip.as_mut_ptr().add(q * 32);
+        let d = strip.as_mut_ptr().add(q * width);
         _mm512_storeu_ps(d, v[0]);
-        _mm512_storeu_ps(d.add(16), v[1]);
+        if regs == 2 {
+            _mm512_storeu_ps(d.add(16), v[1]);
+        }
     }
 }
 
@@ -618,6 +746,48 @@ mod tests {
                         let col = c0 + strip * nr + lane;
                         let want = if col < c1 {
                             wholes[col / sp][(r0 + q) * sp + col % sp]
+                        } else {
+                            0.0
+                        };
+                        assert_eq!(v.to_bits(), want.to_bits(), "{input:?} nr {nr} value {i}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn transposed_strips_equal_the_column_buffers_transpose() {
+        for (ch, input, k, p, st, d) in [
+            (2, [7, 9], [3, 3], [1, 2], [1, 1], [1, 2]),
+            (5, [11, 10], [4, 2], [0, 1], [3, 2], [1, 1]),
+            (5, [12, 12], [3, 3], [1, 1], [1, 1], [1, 1]),
+            (3, [23, 23], [5, 5], [2, 2], [4, 4], [1, 1]),
+        ] {
+            let g = geom(ch, &input, &k, &p, &st, &d);
+            let sp: usize = g.output().unwrap().iter().product();
+            let (imgs, stride) = (3, g.image_len() + 5);
+            let images: Vec<f32> = (0..imgs * stride).map(|i| i as f32 + 1.0).collect();
+            let wholes: Vec<Vec<f32>> = (0..imgs)
+                .map(|j| {
+                    let mut col = vec![0.0; g.col_rows() * sp];
+                    im2col_2d(&g, &images[j * stride..], &mut col);
+                    col
+                })
+                .collect();
+            let rows = g.col_rows();
+            for nr in [8, 16, 32] {
+                // (first column, end column, first row, end row)
+                for (c0, c1, r0, r1) in [(0, imgs * sp, 0, rows), (sp - 1, 2 * sp + 3, 1, rows - 1)]
+                {
+                    let (kc, n) = (c1 - c0, r1 - r0);
+                    let mut dst = vec![f32::NAN; n.div_ceil(nr) * nr * kc];
+                    im2col_2d_strips_t(&g, &images, stride, c0..c1, r0..r1, nr, &mut dst);
+                    for (i, v) in dst.iter().enumerate() {
+                        let (strip, q, lane) = (i / (kc * nr), i / nr % kc, i % nr);
+                        let (row, col) = (r0 + strip * nr + lane, c0 + q);
+                        let want = if row < r1 {
+                            wholes[col / sp][row * sp + col % sp]
                         } else {
                             0.0
                         };

@@ -8,7 +8,9 @@ pub mod im2col;
 pub mod mmm;
 pub mod vecops;
 
-pub use gemm::{pack_a, sgemm, sgemm_packed, sgemm_packed_cols, sgemv, PackedA, Transpose};
+pub use gemm::{
+    pack_a, sgemm, sgemm_cols_t, sgemm_packed, sgemm_packed_cols, sgemv, PackedA, Transpose,
+};
 pub use im2col::{col2im, col2im_2d_ld, im2col, im2col_2d_ld, ConvGeometry};
 pub use mmm::ImplicitCols;
 pub use vecops::*;

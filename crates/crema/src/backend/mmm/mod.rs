@@ -14,7 +14,7 @@ use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use super::gemm::Transpose;
-use super::im2col::{im2col_2d_strips, ConvGeometry};
+use super::im2col::{im2col_2d_strips, im2col_2d_strips_t, ConvGeometry};
 
 mod generic;
 mod pack;
@@ -22,6 +22,9 @@ mod pack;
 mod tests;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+
+#[cfg(target_arch = "x86_64")]
+pub(super) use pack::transpose16;
 
 /// A microkernel and its register tile.
 pub struct Kernel {
@@ -243,6 +246,45 @@ pub unsafe fn gemm_packed_a_cols(
     )
 }
 
+/// `C[m×n] = alpha·op(A)·colsᵀ + beta·C` on this thread, where `b` gives
+/// the im2col columns `b.col0..b.col0 + k` (the depth: output positions) and
+/// `n` of its rows from `row0` (kernel taps), packed straight from the
+/// images: a convolution's weight gradient without its column buffer.
+///
+/// # Safety
+/// As for `gemm_serial`, with `row0 + n` at most the columns' row count.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_cols_t(
+    kern: &Kernel,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: View,
+    b: ImplicitCols,
+    row0: usize,
+    beta: f32,
+    c: *mut f32,
+    ldc: usize,
+) {
+    assert!(
+        row0 + n <= b.geom.col_rows(),
+        "gemm: more rows than the columns have"
+    );
+    drive(
+        kern,
+        m,
+        n,
+        k,
+        alpha,
+        Source::View(a),
+        BSource::ColsT(b, row0),
+        beta,
+        c,
+        ldc,
+    )
+}
+
 /// The im2col column buffer of several 2-D convolution inputs side by side
 /// (column `j·positions + p` is output position p of image j), never stored:
 /// `pack` fills packed strips from the images directly.
@@ -277,6 +319,34 @@ impl ImplicitCols<'_> {
             dst,
         );
     }
+
+    /// Steps `k0..k0 + kc` and columns `j0..j0 + nc` of op(B) = colsᵀ from
+    /// row `row0`, packed like `pack::pack_b`, straight from the images.
+    ///
+    /// Safety: `dst` has room for `nc.div_ceil(nr)·nr·kc` values.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn pack_t(
+        &self,
+        row0: usize,
+        nr: usize,
+        k0: usize,
+        kc: usize,
+        j0: usize,
+        nc: usize,
+        dst: *mut f32,
+    ) {
+        let dst = std::slice::from_raw_parts_mut(dst, nc.div_ceil(nr) * nr * kc);
+        let first = self.col0 + k0;
+        im2col_2d_strips_t(
+            self.geom,
+            self.images,
+            self.image_stride,
+            first..first + kc,
+            row0 + j0..row0 + j0 + nc,
+            nr,
+            dst,
+        );
+    }
 }
 
 /// Where the driver gets its B blocks from.
@@ -284,6 +354,8 @@ impl ImplicitCols<'_> {
 enum BSource<'a> {
     View(View),
     Cols(ImplicitCols<'a>),
+    /// The transposed columns, from this row of the column buffer on.
+    ColsT(ImplicitCols<'a>, usize),
 }
 
 /// Where the driver gets its A blocks from.
@@ -403,6 +475,7 @@ unsafe fn drive(
                 match b {
                     BSource::View(v) => pack::pack_b(nr, kc, nc, v.at(pc, jc), pb),
                     BSource::Cols(cols) => cols.pack(nr, pc, kc, jc, nc, pb),
+                    BSource::ColsT(cols, row0) => cols.pack_t(row0, nr, pc, kc, jc, nc, pb),
                 }
                 for ic in (0..m).step_by(mc_blk) {
                     let mc = mc_blk.min(m - ic);

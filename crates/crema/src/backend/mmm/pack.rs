@@ -125,7 +125,7 @@ unsafe fn pack_edge(w: usize, live: usize, depth: usize, x: View, d: *mut f32) {
 /// Safety: the CPU has AVX-512F; both blocks are valid for 16 rows of 16.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn transpose16(src: *const f32, ld: usize, dst: *mut f32, ldd: usize) {
+pub(crate) unsafe fn transpose16(src: *const f32, ld: usize, dst: *mut f32, ldd: usize) {
     use std::arch::x86_64::*;
     let r: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(src.add(i * ld)));
     let mut t = [_mm512_setzero_ps(); 16];

@@ -10,8 +10,8 @@ use crema_proto::caffe::{ConvolutionParameter, LayerParameter};
 use rayon::prelude::*;
 
 use crate::backend::{
-    col2im, col2im_2d_ld, im2col, im2col_2d_ld, pack_a, sgemm, sgemm_packed, sgemm_packed_cols,
-    ConvGeometry, ImplicitCols, PackedA, Transpose,
+    col2im, col2im_2d_ld, im2col, im2col_2d_ld, pack_a, sgemm, sgemm_cols_t, sgemm_packed,
+    sgemm_packed_cols, ConvGeometry, ImplicitCols, PackedA, Transpose,
 };
 use crate::blob::{Blob, SharedBlob};
 use crate::error::{Error, Result};
@@ -154,8 +154,11 @@ impl ConvGemm {
             return self.weight_grad(input, output, &mut s.wdiff, &mut s.col);
         }
         let n = imgs * self.out_spatial;
-        self.columns(imgs, input, &mut s.col);
         self.stage(imgs, output, &mut s.stage);
+        if let Some(gg) = self.implicit_geom() {
+            return self.weight_grad_cols(&gg, input, &s.stage, n, &mut s.wdiff);
+        }
+        self.columns(imgs, input, &mut s.col);
         let rows = self.rows_per_group();
         for g in 0..self.group {
             sgemm(
@@ -169,6 +172,38 @@ impl ConvGemm {
                 &s.col[g * self.kernel_dim * n..],
                 1.0,
                 &mut s.wdiff[g * self.weight_offset()..],
+            );
+        }
+    }
+
+    /// wdiff += output ⊗ columns for `n` columns of images side by side
+    /// (`output` holds each output channel's `n` values), the columns packed
+    /// straight from the images.
+    fn weight_grad_cols(
+        &self,
+        gg: &ConvGeometry,
+        input: &[f32],
+        output: &[f32],
+        n: usize,
+        wdiff: &mut [f32],
+    ) {
+        let rows = self.rows_per_group();
+        for g in 0..self.group {
+            let cols = ImplicitCols {
+                geom: gg,
+                images: &input[g * gg.image_len()..],
+                image_stride: self.in_len(),
+                positions: self.out_spatial,
+                col0: 0,
+            };
+            sgemm_cols_t(
+                rows,
+                self.kernel_dim,
+                n,
+                &output[g * rows * n..],
+                cols,
+                1.0,
+                &mut wdiff[g * self.weight_offset()..],
             );
         }
     }
@@ -399,6 +434,9 @@ impl ConvGemm {
 
     /// wdiff += output ⊗ im2col(input) for one image.
     pub fn weight_grad(&self, input: &[f32], output: &[f32], wdiff: &mut [f32], col: &mut [f32]) {
+        if let Some(gg) = self.implicit_geom() {
+            return self.weight_grad_cols(&gg, input, output, self.out_spatial, wdiff);
+        }
         let col: &[f32] = if self.is_1x1 {
             input
         } else {
