@@ -153,6 +153,20 @@ unsafe fn dot4_avx512(a: &[f32], x: &[f32], y: &mut [f32]) {
     }
 }
 
+/// Σ xᵢ, in LANES partial sums (a single running sum is one long chain of
+/// dependent adds: a convolution's bias gradient over LeNet conv1's 737K
+/// values took 0.7 ms that way).
+pub fn sum(x: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let (xc, xr) = x.split_at(x.len() / LANES * LANES);
+    for xs in xc.chunks_exact(LANES) {
+        for l in 0..LANES {
+            acc[l] += xs[l];
+        }
+    }
+    acc.iter().sum::<f32>() + xr.iter().sum::<f32>()
+}
+
 /// Σ |xᵢ|.
 pub fn asum(x: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];

@@ -96,7 +96,7 @@ pub(crate) fn sum_to_operand(v: &[f32], g: Broadcast, out: &mut [f32], accumulat
     for o in 0..g.outer {
         for (d, acc) in out.iter_mut().enumerate() {
             let start = (o * g.dim + d) * g.inner;
-            *acc += v[start..start + g.inner].iter().sum::<f32>();
+            *acc += crate::backend::sum(&v[start..start + g.inner]);
         }
     }
 }

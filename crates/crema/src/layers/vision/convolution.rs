@@ -266,7 +266,8 @@ impl Layer for ConvolutionLayer {
             .max(1);
         let (col_len, stage_len) = self.gemm.scratch_lens(self.batch);
         self.runs = runs;
-        self.scratch_lens = (col_len, stage_len, self.blobs[0].borrow().count());
+        let param_len = self.blobs.iter().map(|b| b.borrow().count()).sum();
+        self.scratch_lens = (col_len, stage_len, param_len);
         Ok(())
     }
 
@@ -327,7 +328,8 @@ impl Layer for ConvolutionLayer {
             self.top_dim,
             self.batch,
         );
-        let wlen = self.scratch_lens.2;
+        // Each worker's accumulator holds the weight diff, then the bias diff.
+        let wlen = self.blobs[0].borrow().count();
         let (runs, lens, num, bottom_dim) =
             (self.runs, self.scratch_lens, self.num, self.bottom_dim);
         if propagate_down.iter().any(|&d| d) {
@@ -345,20 +347,11 @@ impl Layer for ConvolutionLayer {
         let bias_term = self.bias_term;
         with_scratch(runs, lens, |scratch| {
             for s in scratch.iter_mut() {
-                s.wdiff[..wlen].fill(0.0);
+                s.wdiff[..lens.2].fill(0.0);
             }
             for (i, (t, b)) in top.iter().zip(bottom).enumerate() {
                 let t = t.borrow();
                 let top_diff = t.diff();
-                if bias_term {
-                    let mut bias = blobs[1].borrow_mut();
-                    let bias_diff = bias.diff_mut();
-                    for img in top_diff.chunks_exact(top_dim) {
-                        for (plane, bd) in img.chunks_exact(spatial).zip(bias_diff.iter_mut()) {
-                            *bd += plane.iter().sum::<f32>();
-                        }
-                    }
-                }
                 let down = propagate_down.get(i).copied().unwrap_or(false);
                 let mut b = b.borrow_mut();
                 // Bottom data is read and bottom diff written in the same pass.
@@ -369,6 +362,14 @@ impl Layer for ConvolutionLayer {
                         let n0 = first + j * batch;
                         let td = &top_diff[n0 * top_dim..(n0 + imgs) * top_dim];
                         let bd = &bottom_data[n0 * bottom_dim..(n0 + imgs) * bottom_dim];
+                        if bias_term {
+                            let acc = &mut s.wdiff[wlen..wlen + top_dim / spatial];
+                            for img in td.chunks_exact(top_dim) {
+                                for (plane, a) in img.chunks_exact(spatial).zip(acc.iter_mut()) {
+                                    *a += crate::backend::sum(plane);
+                                }
+                            }
+                        }
                         if reverse {
                             // Deconvolution: its input (for the GEMM) is the top.
                             gemm.weight_grad_many(imgs, td, bd, s);
@@ -384,11 +385,13 @@ impl Layer for ConvolutionLayer {
                     }
                 });
             }
-            // Sum the workers' accumulators in a fixed order into the weight diff.
-            let mut w = blobs[0].borrow_mut();
-            let wd = w.diff_mut();
-            for s in scratch.iter() {
-                crate::backend::axpy(1.0, &s.wdiff[..wlen], wd);
+            // Sum the workers' accumulators in a fixed order into the diffs.
+            for (blob, at) in blobs.iter().zip([0, wlen]) {
+                let mut p = blob.borrow_mut();
+                let d = p.diff_mut();
+                for s in scratch.iter() {
+                    crate::backend::axpy(1.0, &s.wdiff[at..at + d.len()], d);
+                }
             }
         });
         Ok(())
