@@ -214,11 +214,10 @@ fn fill_run(
     }
 }
 
-/// One column-buffer row of `im2col_2d_strips`: its channel's plane,
-/// vertical tap offset, and the output columns whose horizontal tap lands
-/// inside the image (from input column `ix0`).
+/// One kernel tap (ky, kx) of `im2col_2d_strips`: its vertical offset, and
+/// the output columns whose horizontal tap lands inside the image (from
+/// input column `ix0`). Every channel's row for this tap shares it.
 struct Tap {
-    plane: usize,
     dy: isize,
     xs: std::ops::Range<usize>,
     ix0: usize,
@@ -234,9 +233,23 @@ struct Run {
     lane: usize,
 }
 
+/// One run's part of a kernel tap's strip row: the lanes it fills and the
+/// offset, from its channel's plane, of the value lane 0 would read (lane l
+/// reads `off + l·sw`; it may lie before the plane, masked-off lanes are
+/// never read).
+#[derive(Clone, Copy)]
+struct Load {
+    lanes: u32,
+    off: isize,
+}
+
 /// What a strip fill needs to know of the geometry, worked out once per call.
 struct StripGeometry<'a> {
+    /// Per kernel tap, row-major over (ky, kx).
     taps: Vec<Tap>,
+    /// The column-buffer rows filled: row r is channel r / taps.len(), tap
+    /// r % taps.len().
+    rows: std::ops::Range<usize>,
     images: &'a [f32],
     image_stride: usize,
     /// Input height and width, stride, output width and positions per image.
@@ -268,13 +281,11 @@ impl<'a> StripGeometry<'a> {
                 && (cols.is_empty() || images.len() >= last_image * image_stride + g.image_len()),
             "im2col: buffer too small"
         );
-        let taps = rows
-            .map(|r| {
-                let (c, t) = (r / (kh * kw), r % (kh * kw));
+        let taps = (0..kh * kw)
+            .map(|t| {
                 let (ki, kj) = (t / kw, t % kw);
                 let (xs, ix0) = valid_span(ow, kj, g.stride[1], g.pad[1], g.dilation[1], w);
                 Tap {
-                    plane: c * h * w,
                     dy: (ki * g.dilation[0]) as isize - g.pad[0] as isize,
                     xs,
                     ix0,
@@ -283,6 +294,7 @@ impl<'a> StripGeometry<'a> {
             .collect();
         StripGeometry {
             taps,
+            rows,
             images,
             image_stride,
             h,
@@ -292,6 +304,12 @@ impl<'a> StripGeometry<'a> {
             ow,
             sp,
         }
+    }
+
+    /// Row r's plane (its channel's first value) and tap.
+    fn row(&self, r: usize) -> (usize, &Tap) {
+        let kk = self.taps.len();
+        ((r / kk) * self.h * self.w, &self.taps[r % kk])
     }
 
     /// The runs of columns `first..first + live` (a strip's), into `runs`.
@@ -313,31 +331,69 @@ impl<'a> StripGeometry<'a> {
         }
     }
 
-    /// One strip: row q (`nr` values) holds tap q at the columns of `runs`
-    /// (`live` of them), zero past them.
+    /// The loads of each kernel tap's strip row over `runs`, tap by tap
+    /// (`starts[t]..starts[t + 1]`), runs that fall wholly in the padding
+    /// left out: what every channel's row of that tap repeats.
+    fn loads(&self, runs: &[Run], loads: &mut Vec<Load>, starts: &mut Vec<usize>) {
+        loads.clear();
+        starts.clear();
+        for tap in &self.taps {
+            starts.push(loads.len());
+            for r in runs {
+                let iy = (r.oy * self.sh) as isize + tap.dy;
+                let (va, vb) = (tap.xs.start.clamp(r.xa, r.xb), tap.xs.end.clamp(r.xa, r.xb));
+                if iy < 0 || iy >= self.h as isize || va >= vb {
+                    continue;
+                }
+                // Lanes l0..l1 take input columns first, first + sw, ...
+                let (l0, l1) = (r.lane + va - r.xa, r.lane + vb - r.xa);
+                let first = tap.ix0 + (va - tap.xs.start) * self.sw;
+                let at = r.base + iy as usize * self.w + first;
+                loads.push(Load {
+                    lanes: ((1u64 << l1) - (1u64 << l0)) as u32,
+                    off: at as isize - (l0 * self.sw) as isize,
+                });
+            }
+        }
+        starts.push(loads.len());
+    }
+
+    /// One strip: row q (`nr` values) holds row `rows.start + q` at the
+    /// columns of `runs` (`live` of them), zero past them.
     fn fill(&self, strip: &mut [f32], runs: &[Run], nr: usize, live: usize) {
         #[cfg(target_arch = "x86_64")]
         if (nr == 16 || nr == 32) && is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F; the strip holds a row of nr per
-            // tap; every run reads inside its image row (checked in `new`).
-            unsafe { strip_rows_avx512(strip, nr / 16, self, runs) };
+            LOADS.with_borrow_mut(|(loads, starts)| {
+                self.loads(runs, loads, starts);
+                // SAFETY: the CPU has AVX-512F; the strip holds a row of nr
+                // per row; every load reads inside its image row (checked in
+                // `new`).
+                unsafe { strip_rows_avx512(strip, nr / 16, self, loads, starts) };
+            });
             return;
         }
-        for (row, tap) in strip.chunks_exact_mut(nr).zip(&self.taps) {
-            for r in runs {
-                let dst = &mut row[r.lane..r.lane + r.xb - r.xa];
-                let iy = (r.oy * self.sh) as isize + tap.dy;
+        for (row, r) in strip.chunks_exact_mut(nr).zip(self.rows.clone()) {
+            let (plane, tap) = self.row(r);
+            for run in runs {
+                let dst = &mut row[run.lane..run.lane + run.xb - run.xa];
+                let iy = (run.oy * self.sh) as isize + tap.dy;
                 if iy < 0 || iy >= self.h as isize {
                     dst.fill(0.0);
                     continue;
                 }
-                let start = r.base + tap.plane + iy as usize * self.w;
+                let start = run.base + plane + iy as usize * self.w;
                 let src = &self.images[start..start + self.w];
-                fill_run(dst, src, r.xa..r.xb, &tap.xs, tap.ix0, self.sw);
+                fill_run(dst, src, run.xa..run.xb, &tap.xs, tap.ix0, self.sw);
             }
             row[live..].fill(0.0);
         }
     }
+}
+
+thread_local! {
+    /// `StripGeometry::loads`' tables, kept between strips.
+    static LOADS: std::cell::RefCell<(Vec<Load>, Vec<usize>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// Rows `rows` and columns `cols` of the column buffer of several images side
@@ -445,22 +501,31 @@ pub fn im2col_2d_strips_t(
 }
 
 /// The rows of one strip of 16·`regs` columns: each row is `regs` registers
-/// built by one masked load per run (a masked gather at strides over 1,
-/// AlexNet conv1's 4), where lanes whose tap falls in the padding, and lanes
-/// past the last column, stay zero; then stored whole, instead of a fill and
-/// a copy per run.
+/// built by one masked load per load of its tap (`loads`: a masked gather at
+/// strides over 1, AlexNet conv1's 4), where lanes whose tap falls in the
+/// padding, and lanes past the last column, stay zero; then stored whole.
+/// The channels of one tap repeat its loads from their own planes, so the
+/// window arithmetic is done once per tap and strip, not once per row.
 ///
 /// Safety: the CPU has AVX-512F; `regs` is 1 or 2; `strip` holds a row of
-/// 16·`regs` per tap; the runs' valid taps lie inside the images.
+/// 16·`regs` per row of `geo`; `loads`/`starts` are `geo.loads` of the
+/// strip's runs, which read inside the images.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn strip_rows_avx512(strip: &mut [f32], regs: usize, geo: &StripGeometry, runs: &[Run]) {
+unsafe fn strip_rows_avx512(
+    strip: &mut [f32],
+    regs: usize,
+    geo: &StripGeometry,
+    loads: &[Load],
+    starts: &[usize],
+) {
     use std::arch::x86_64::*;
-    let (h, w, sh, sw, images) = (geo.h, geo.w, geo.sh, geo.sw, geo.images);
+    let (sw, images) = (geo.sw, geo.images);
     let width = 16 * regs;
     assert!(
         (regs == 1 || regs == 2)
-            && strip.len() >= geo.taps.len() * width
+            && strip.len() >= geo.rows.len() * width
+            && starts.len() == geo.taps.len() + 1
             && sw * 32 < i32::MAX as usize
     );
     // Lane l of a gather reads base[l·sw].
@@ -468,23 +533,14 @@ unsafe fn strip_rows_avx512(strip: &mut [f32], regs: usize, geo: &StripGeometry,
         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
         _mm512_set1_epi32(sw as i32),
     );
-    for (q, tap) in geo.taps.iter().enumerate() {
+    let kk = geo.taps.len();
+    for (q, r) in geo.rows.clone().enumerate() {
+        let (plane, t) = ((r / kk) * geo.h * geo.w, r % kk);
+        let base = images.as_ptr().wrapping_add(plane);
         let mut v = [_mm512_setzero_ps(); 2];
-        for r in runs {
-            let iy = (r.oy * sh) as isize + tap.dy;
-            let (va, vb) = (tap.xs.start.clamp(r.xa, r.xb), tap.xs.end.clamp(r.xa, r.xb));
-            if iy < 0 || iy >= h as isize || va >= vb {
-                continue;
-            }
-            // Lanes l0..l1 take input columns first, first + sw, ... of row
-            // iy: lane l reads p[l·sw].
-            let (l0, l1) = (r.lane + va - r.xa, r.lane + vb - r.xa);
-            let first = tap.ix0 + (va - tap.xs.start) * sw;
-            let at = r.base + tap.plane + iy as usize * w + first;
-            debug_assert!(at + (l1 - l0 - 1) * sw < images.len() && l1 <= width);
-            let p = images.as_ptr().wrapping_add(at).wrapping_sub(l0 * sw);
-            let mask = ((1u64 << l1) - (1u64 << l0)) as u32;
-            let (lo, hi) = (mask as u16, (mask >> 16) as u16);
+        for ld in &loads[starts[t]..starts[t + 1]] {
+            let p = base.wrapping_offset(ld.off);
+            let (lo, hi) = (ld.lanes as u16, (ld.lanes >> 16) as u16);
             // Masked-off lanes are not read, so p may point before the row.
             if sw == 1 {
                 v[0] = _mm512_mask_loadu_ps(v[0], lo, p);
@@ -494,7 +550,8 @@ unsafe fn strip_rows_avx512(strip: &mut [f32], regs: usize, geo: &StripGeometry,
             } else {
                 v[0] = _mm512_mask_i32gather_ps::<4>(v[0], lo, lanes, p);
                 if regs == 2 {
-                    v[1] = _mm512_mask_i32gather_ps::<4>(v[1], hi, lanes, p.wrapping_add(16 * sw));
+                    v[1] =
+                        _mm512_mask_i32gather_ps::<4>(v[1], hi, lanes, p.wrapping_add(16 * sw));
                 }
             }
         }
