@@ -247,6 +247,9 @@ struct Load {
 struct StripGeometry<'a> {
     /// Per kernel tap, row-major over (ky, kx).
     taps: Vec<Tap>,
+    /// Everything a strip's loads depend on besides its columns: the
+    /// input, kernel, stride, pad and dilation, and the image stride.
+    key: [usize; 12],
     /// The column-buffer rows filled: row r is channel r / taps.len(), tap
     /// r % taps.len().
     rows: std::ops::Range<usize>,
@@ -292,8 +295,24 @@ impl<'a> StripGeometry<'a> {
                 }
             })
             .collect();
+        let key = [
+            h,
+            w,
+            kh,
+            kw,
+            g.stride[0],
+            g.stride[1],
+            g.pad[0],
+            g.pad[1],
+            g.dilation[0],
+            g.dilation[1],
+            image_stride,
+            // Outputs per image follow from the rest; kept for clarity.
+            sp,
+        ];
         StripGeometry {
             taps,
+            key,
             rows,
             images,
             image_stride,
@@ -360,14 +379,28 @@ impl<'a> StripGeometry<'a> {
 
     /// One strip: row q (`nr` values) holds row `rows.start + q` at the
     /// columns of `runs` (`live` of them), zero past them.
-    fn fill(&self, strip: &mut [f32], runs: &[Run], nr: usize, live: usize) {
+    /// `runs` are those of columns `first..first + live`.
+    fn fill(&self, strip: &mut [f32], first: usize, runs: &[Run], nr: usize, live: usize) {
         #[cfg(target_arch = "x86_64")]
         if (nr == 16 || nr == 32) && is_x86_feature_detected!("avx512f") {
-            LOADS.with_borrow_mut(|(loads, starts)| {
-                self.loads(runs, loads, starts);
+            let mut key = [0; 14];
+            key[..12].copy_from_slice(&self.key);
+            (key[12], key[13]) = (first, live);
+            LOADS.with_borrow_mut(|cache| {
+                // Products of a layer repeat the same strips (each depth
+                // block of a product, each product of a batch, every
+                // iteration): their tables are worked out once.
+                if cache.len() >= LOADS_MAX {
+                    cache.clear();
+                }
+                let (loads, starts) = cache.entry(key).or_insert_with(|| {
+                    let (mut loads, mut starts) = (Vec::new(), Vec::new());
+                    self.loads(runs, &mut loads, &mut starts);
+                    (loads, starts)
+                });
                 // SAFETY: the CPU has AVX-512F; the strip holds a row of nr
                 // per row; every load reads inside its image row (checked in
-                // `new`).
+                // `new`), and the key fixes everything the table depends on.
                 unsafe { strip_rows_avx512(strip, nr / 16, self, loads, starts) };
             });
             return;
@@ -390,10 +423,16 @@ impl<'a> StripGeometry<'a> {
     }
 }
 
+/// A strip's loads and where each tap's start, by `StripGeometry::key`,
+/// first column and width.
+type LoadCache = std::collections::HashMap<[usize; 14], (Vec<Load>, Vec<usize>)>;
+
+/// Tables kept per thread before the cache starts over (AlexNet's layers
+/// take about 1,500 at batch 64).
+const LOADS_MAX: usize = 1 << 13;
+
 thread_local! {
-    /// `StripGeometry::loads`' tables, kept between strips.
-    static LOADS: std::cell::RefCell<(Vec<Load>, Vec<usize>)> =
-        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    static LOADS: std::cell::RefCell<LoadCache> = std::cell::RefCell::new(LoadCache::new());
 }
 
 /// Rows `rows` and columns `cols` of the column buffer of several images side
@@ -422,7 +461,7 @@ pub fn im2col_2d_strips(
     for (strip, s0) in dst.chunks_exact_mut(kc * nr).zip((0..n).step_by(nr)) {
         let live = nr.min(n - s0);
         geo.runs(cols.start + s0, live, &mut runs);
-        geo.fill(strip, &runs, nr, live);
+        geo.fill(strip, cols.start + s0, &runs, nr, live);
     }
 }
 
@@ -472,7 +511,7 @@ pub fn im2col_2d_strips_t(
         for p0 in (0..kc).step_by(B) {
             let live = B.min(kc - p0);
             geo.runs(cols.start + p0, live, &mut runs);
-            geo.fill(&mut stage[..n * B], &runs, B, live);
+            geo.fill(&mut stage[..n * B], cols.start + p0, &runs, B, live);
             if fast && live == B {
                 for j0 in (0..padded).step_by(B) {
                     let at = (j0 / nr) * kc * nr + p0 * nr + j0 % nr;
@@ -550,8 +589,7 @@ unsafe fn strip_rows_avx512(
             } else {
                 v[0] = _mm512_mask_i32gather_ps::<4>(v[0], lo, lanes, p);
                 if regs == 2 {
-                    v[1] =
-                        _mm512_mask_i32gather_ps::<4>(v[1], hi, lanes, p.wrapping_add(16 * sw));
+                    v[1] = _mm512_mask_i32gather_ps::<4>(v[1], hi, lanes, p.wrapping_add(16 * sw));
                 }
             }
         }
