@@ -11,6 +11,7 @@ pub static KERNEL: Kernel = Kernel {
     mr: MR,
     nr: NR,
     run: kernel,
+    short: &[],
 };
 
 /// Safety: see `KernelFn`.

@@ -33,6 +33,19 @@ pub struct Kernel {
     pub mr: usize,
     pub nr: usize,
     run: KernelFn,
+    /// Shorter kernels for a last row strip of at most that many rows (same
+    /// packed A, same bits), shortest first.
+    short: &'static [(usize, KernelFn)],
+}
+
+impl Kernel {
+    /// The kernel for a tile of `rows` rows.
+    fn for_rows(&self, rows: usize) -> KernelFn {
+        self.short
+            .iter()
+            .find(|&&(r, _)| rows <= r)
+            .map_or(self.run, |&(_, f)| f)
+    }
 }
 
 /// `c[0..rows][0..cols] = alpha·(a·b) + beta·c` (beta 0 overwrites), where `a`
@@ -490,7 +503,7 @@ unsafe fn drive(
                         let cols = nr.min(nc - jr);
                         for ir in (0..mc).step_by(mr) {
                             let rows = mr.min(mc - ir);
-                            (kern.run)(
+                            (kern.for_rows(rows))(
                                 kc,
                                 pa.add(ir * kc),
                                 pb.add(jr * kc),

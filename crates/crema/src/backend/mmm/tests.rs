@@ -116,6 +116,11 @@ fn every_kernel_matches_naive_product_at_awkward_sizes() {
             (11, 33, 7),
             (23, 29, 37),
             (kern.mr + 1, kern.nr - 1, 9),
+            // Last row strips of 3, 4, 5 and 8 rows (the short kernels).
+            (15, 20, 9),
+            (16, 33, 6),
+            (29, 20, 9),
+            (20, 40, 13),
             (3 * kern.mr - 1, 2 * kern.nr + 1, 2),
         ] {
             check(kern, m, n, k, 1.0, 0.0);
@@ -133,8 +138,8 @@ fn every_kernel_matches_naive_product_across_block_boundaries() {
         check(kern, MC + 7, 41, 29, 1.0, 1.0); // two row blocks
         check(kern, 3, NC + 5, 2, 1.5, 0.0); // two column blocks
         check(kern, MC + 1, 67, KC + 1, 0.5, -1.0); // all at once
-        // Transposed B in whole 16 × 16 blocks plus a tail (the AVX-512
-        // register transpose in packing), for strips of 16 and 32.
+                                                    // Transposed B in whole 16 × 16 blocks plus a tail (the AVX-512
+                                                    // register transpose in packing), for strips of 16 and 32.
         check(kern, 5, 64, 48, 1.0, 0.0);
         check(kern, 7, 96, 53, 1.0, 0.5);
     }
