@@ -371,6 +371,28 @@ fn ave_plane(win: &Win, plan: &Plan, bp: &[f32], tp: &mut [f32]) {
     });
 }
 
+/// MAX backward for windows that never overlap: each output's gradient
+/// stored at its argmax, 16 at a time (one scatter; distinct targets, so
+/// stores equal the scalar loop's adds onto zero).
+///
+/// Safety: the CPU has AVX-512F; every index in `mask` lies in `bd` and no
+/// two are equal.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn scatter_disjoint_avx512(td: &[f32], mask: &[f32], bd: &mut [f32]) {
+    use std::arch::x86_64::*;
+    assert!(mask.len() >= td.len() && bd.len() < i32::MAX as usize);
+    let zero = _mm512_setzero_ps();
+    for (g, m) in td.chunks(16).zip(mask.chunks(16)) {
+        let lanes = ((1u32 << g.len()) - 1) as __mmask16;
+        let idx = _mm512_cvttps_epi32(_mm512_maskz_loadu_ps(lanes, m.as_ptr()));
+        debug_assert!(m.iter().all(|&i| (i as usize) < bd.len()));
+        // 0 + g, as the scalar loop adds onto the zeroed plane (-0 → +0).
+        let v = _mm512_add_ps(zero, _mm512_maskz_loadu_ps(lanes, g.as_ptr()));
+        _mm512_mask_i32scatter_ps::<4>(bd.as_mut_ptr(), lanes, idx, v);
+    }
+}
+
 pub struct PoolingLayer {
     param: LayerParameter,
     method: PoolMethod,
@@ -672,11 +694,20 @@ impl Layer for PoolingLayer {
         let method = self.method;
         let train = self.param.phase() == Phase::TRAIN;
         let plan = &self.plan;
+        // Windows that never overlap (stride ≥ kernel, LeNet's 2x2/2) hand
+        // each input at most one gradient.
+        let disjoint = win.stride.0 >= win.kernel.0 && win.stride.1 >= win.kernel.1;
         let plane = |(((bd, x), td), mp): PlaneGrads| {
             bd.fill(0.0);
             match method {
                 // The argmax / sampled tap takes the whole gradient; no window needed.
                 PoolMethod::MAX => {
+                    #[cfg(target_arch = "x86_64")]
+                    if disjoint && is_x86_feature_detected!("avx512f") {
+                        // SAFETY: AVX-512F is present; the windows do not
+                        // overlap, so no two outputs share an argmax.
+                        return unsafe { scatter_disjoint_avx512(td, mp, bd) };
+                    }
                     for (&g, &i) in td.iter().zip(mp) {
                         bd[i as usize] += g;
                     }
