@@ -425,14 +425,40 @@ impl<'a> StripGeometry<'a> {
 
 /// A strip's loads and where each tap's start, by `StripGeometry::key`,
 /// first column and width.
-type LoadCache = std::collections::HashMap<[usize; 14], (Vec<Load>, Vec<usize>)>;
+type LoadCache = std::collections::HashMap<
+    [usize; 14],
+    (Vec<Load>, Vec<usize>),
+    std::hash::BuildHasherDefault<KeyHasher>,
+>;
+
+/// A multiply-rotate hash for the cache's small integer keys: SipHash's
+/// flood resistance buys nothing here and cost 1 % of LeNet's training.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(*b as u64);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+}
 
 /// Tables kept per thread before the cache starts over (AlexNet's layers
 /// take about 1,500 at batch 64).
 const LOADS_MAX: usize = 1 << 13;
 
 thread_local! {
-    static LOADS: std::cell::RefCell<LoadCache> = std::cell::RefCell::new(LoadCache::new());
+    static LOADS: std::cell::RefCell<LoadCache> = std::cell::RefCell::new(LoadCache::default());
 }
 
 /// Rows `rows` and columns `cols` of the column buffer of several images side

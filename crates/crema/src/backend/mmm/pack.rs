@@ -108,11 +108,14 @@ unsafe fn pack_any(w: usize, rows: usize, depth: usize, x: View, dst: *mut f32) 
     }
 }
 
-/// One strip of width `w` of which the first `live` rows exist.
+/// One strip of width `w` of which the first `live` rows exist: zeros, then
+/// each live row walked along its own stride.
 unsafe fn pack_edge(w: usize, live: usize, depth: usize, x: View, d: *mut f32) {
-    for p in 0..depth {
-        for i in 0..w {
-            *d.add(p * w + i) = if i < live { *x.at(i, p).ptr } else { 0.0 };
+    std::ptr::write_bytes(d, 0, w * depth);
+    for i in 0..live {
+        let row = x.at(i, 0).ptr;
+        for p in 0..depth {
+            *d.add(p * w + i) = *row.offset(p as isize * x.cs);
         }
     }
 }
