@@ -441,7 +441,12 @@ impl std::hash::Hasher for KeyHasher {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
+        // An array of integers arrives as its bytes in one call.
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            self.write_u64(u64::from_le_bytes(w.try_into().expect("8 bytes")));
+        }
+        for b in words.remainder() {
             self.write_u64(*b as u64);
         }
     }
@@ -676,6 +681,11 @@ pub fn col2im_2d_ld(g: &ConvGeometry, col: &[f32], ld: usize, im: &mut [f32]) {
         im.len() >= g.image_len() && ld >= oh * ow && col.len() + ld >= g.col_rows() * ld + oh * ow,
         "col2im: buffer too small"
     );
+    #[cfg(target_arch = "x86_64")]
+    if sw == 1 && is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F; the lengths were checked above.
+        return unsafe { col2im_2d_avx512(g, col, ld, im) };
+    }
     im[..g.image_len()].fill(0.0);
     let mut r = 0;
     for c in 0..g.channels {
@@ -706,6 +716,129 @@ pub fn col2im_2d_ld(g: &ConvGeometry, col: &[f32], ld: usize, im: &mut [f32]) {
                 }
             }
         }
+    }
+}
+
+/// One term of `col2im_2d_avx512`: a column-buffer run, from its channel's
+/// first row, whose lanes land on one 16-column block of an input row.
+#[derive(Clone, Copy)]
+struct Term {
+    off: usize,
+    lanes: u16,
+}
+
+/// `col2im_2d_avx512`'s terms and block starts, and the window and row
+/// stride they were worked out for: the images of a batch reuse them.
+#[derive(Default)]
+struct Terms {
+    of: Option<(ConvGeometry, usize)>,
+    terms: Vec<Term>,
+    starts: Vec<usize>,
+}
+
+thread_local! {
+    static TERMS: std::cell::RefCell<Terms> = std::cell::RefCell::new(Terms::default());
+}
+
+/// `col2im_2d_ld` at stride 1 with AVX-512: every 16-column block of an
+/// input row is summed in a register over the terms that reach it (one
+/// masked load of a column-buffer row each, shifted into place) and stored
+/// once, instead of a read-modify-write of the row per tap. The terms of
+/// each block are worked out once per call, for every channel: their
+/// geometry does not depend on it. A value receives its terms in the
+/// scalar loop's order (vertical tap, then horizontal) from +0, so the bits
+/// are the same.
+///
+/// Safety: the CPU has AVX-512F; the stride is 1 across; the lengths are as
+/// `col2im_2d_ld` checks.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn col2im_2d_avx512(g: &ConvGeometry, col: &[f32], ld: usize, im: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (h, w) = (g.input[0], g.input[1]);
+    let (kh, kw) = (g.kernel[0], g.kernel[1]);
+    TERMS.with_borrow_mut(|cache| {
+        // The channel count does not change the terms.
+        let of = (
+            ConvGeometry {
+                channels: 0,
+                ..g.clone()
+            },
+            ld,
+        );
+        let Terms {
+            of: held,
+            terms,
+            starts,
+        } = cache;
+        if held.as_ref() != Some(&of) {
+            col2im_terms(g, ld, terms, starts);
+            *held = Some(of);
+        }
+        let blocks = w.div_ceil(16);
+        for c in 0..g.channels {
+            let rows = col.as_ptr().add(c * kh * kw * ld);
+            let plane = im.as_mut_ptr().add(c * h * w);
+            for (b, span) in starts.windows(2).enumerate() {
+                let (iy, x0) = (b / blocks, (b % blocks) * 16);
+                let mut acc = _mm512_setzero_ps();
+                for t in &terms[span[0]..span[1]] {
+                    // Masked-off lanes are not read.
+                    let v = _mm512_maskz_loadu_ps(t.lanes, rows.wrapping_add(t.off));
+                    acc = _mm512_mask_add_ps(acc, t.lanes, acc, v);
+                }
+                let keep = ((1u32 << (w - x0).min(16)) - 1) as __mmask16;
+                _mm512_mask_storeu_ps(plane.add(iy * w + x0), keep, acc);
+            }
+        }
+    });
+}
+
+/// The terms of every 16-column block of every input row (`starts[b]..
+/// starts[b + 1]` for block b, row-major), in the scalar loop's order.
+fn col2im_terms(g: &ConvGeometry, ld: usize, terms: &mut Vec<Term>, starts: &mut Vec<usize>) {
+    let out = g.output().expect("col2im: kernel larger than padded input");
+    let (h, w) = (g.input[0], g.input[1]);
+    let (oh, ow) = (out[0], out[1]);
+    let (kh, kw) = (g.kernel[0], g.kernel[1]);
+    // Per horizontal tap: the outputs inside the image and the input column
+    // the first of them reads (stride 1).
+    let spans: Vec<_> = (0..kw)
+        .map(|kj| valid_span(ow, kj, 1, g.pad[1], g.dilation[1], w))
+        .collect();
+    {
+        terms.clear();
+        starts.clear();
+        for iy in 0..h {
+            for x0 in (0..w).step_by(16) {
+                starts.push(terms.len());
+                for ki in 0..kh {
+                    // The output row whose tap ki lands on input row iy.
+                    let Some(oy) = (iy + g.pad[0])
+                        .checked_sub(ki * g.dilation[0])
+                        .filter(|d| d % g.stride[0] == 0)
+                        .map(|d| d / g.stride[0])
+                        .filter(|&oy| oy < oh)
+                    else {
+                        continue;
+                    };
+                    for (kj, (xs, ix0)) in spans.iter().enumerate() {
+                        let (xs, ix0) = (xs.clone(), *ix0);
+                        let (lo, hi) = (ix0.max(x0), (ix0 + xs.len()).min(x0 + 16));
+                        if lo >= hi {
+                            continue;
+                        }
+                        // Lane l (column x0 + l) reads output x0 + l - ix0 + xs.start;
+                        // the run starts at lane 0's, which may lie before the row.
+                        terms.push(Term {
+                            off: (ki * kw + kj) * ld + oy * ow + xs.start + x0 - ix0,
+                            lanes: (((1u32 << (hi - x0)) - (1u32 << (lo - x0))) & 0xffff) as u16,
+                        });
+                    }
+                }
+            }
+        }
+        starts.push(terms.len());
     }
 }
 
@@ -1019,6 +1152,43 @@ mod tests {
             col2im(&g, &y, &mut x1, false);
             col2im(&g, &y, &mut x2, true);
             assert_eq!(x1, x2, "col2im k{k} p{p} s{s} d{d}");
+        }
+    }
+
+    #[test]
+    fn col2im_2d_adds_in_the_nd_walks_order_bit_for_bit() {
+        // Rows wider than a register (16), padding, dilation and both
+        // strides, rows `ld` apart; values that round differently in
+        // another order.
+        for (input, k, p, s, d) in [
+            ([6, 37], [3, 5], [1, 2], [1, 1], [1, 1]),
+            ([9, 20], [3, 3], [2, 4], [1, 1], [2, 3]),
+            ([12, 12], [5, 5], [0, 0], [1, 1], [1, 1]),
+            ([11, 33], [4, 3], [1, 1], [2, 2], [1, 1]),
+            ([7, 16], [2, 2], [0, 1], [1, 1], [1, 1]),
+        ] {
+            let g = geom(3, &input, &k, &p, &s, &d);
+            let sp: usize = g.output().unwrap().iter().product();
+            let len = g.col_rows() * sp;
+            let y: Vec<f32> = (0..len).map(|i| (i as f32 * 0.73).sin() * 1e3).collect();
+            let (mut x2, mut xn) = (vec![7.0; g.image_len()], vec![7.0; g.image_len()]);
+            col2im(&g, &y, &mut x2, false);
+            col2im(&g, &y, &mut xn, true);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&x2),
+                bits(&xn),
+                "{input:?} k{k:?} p{p:?} s{s:?} d{d:?}"
+            );
+            // The same columns inside a wider buffer (rows sp + 5 apart).
+            let ld = sp + 5;
+            let mut wide = vec![f32::NAN; g.col_rows() * ld];
+            for (r, row) in y.chunks(sp).enumerate() {
+                wide[r * ld..r * ld + sp].copy_from_slice(row);
+            }
+            let mut xl = vec![7.0; g.image_len()];
+            col2im_2d_ld(&g, &wide, ld, &mut xl);
+            assert_eq!(bits(&xl), bits(&xn), "{input:?} with ld {ld}");
         }
     }
 
