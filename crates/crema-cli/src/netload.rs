@@ -46,9 +46,12 @@ pub fn load_net(model: &str, phase: Phase, level: i32, stages: &[String]) -> cre
 
 /// Lets a net the command only trains or times share its activation diffs
 /// (`Net::share_activation_diffs`): nobody reads them between passes. Not with
-/// Python layers, whose numpy views of blob diffs must stay valid.
+/// Python layers, whose numpy views of blob diffs must stay valid. Also fuses
+/// in-place ReLUs into the convolutions before them (`Net::fuse_relus`).
 pub fn share_diffs_unless_python(net: &mut Net) {
     if !net.layer_params().iter().any(|p| p.type_() == "Python") {
         net.share_activation_diffs(true);
     }
+    // Nothing here stops a forward between a convolution and its ReLU.
+    net.fuse_relus(true);
 }

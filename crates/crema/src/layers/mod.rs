@@ -59,6 +59,14 @@ pub trait Layer {
         None
     }
 
+    /// Applies an in-place ReLU with this negative slope to its own output
+    /// from now on (`None`: stops), so the net can skip that ReLU's forward
+    /// pass over memory; returns whether the layer can. Backward is
+    /// unchanged: the ReLU's backward still runs on the fused output.
+    fn fuse_relu(&mut self, _negative_slope: Option<f32>) -> bool {
+        false
+    }
+
     /// The concrete layer, for callers that need its own API through the net
     /// (MemoryData's `reset`): `layer.as_any_mut()?.downcast_mut::<T>()`.
     fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {

@@ -16,6 +16,7 @@ use crate::layers::Layer;
 
 mod build;
 mod diff_share;
+mod fuse;
 pub mod filter;
 mod run;
 mod share;
@@ -81,6 +82,8 @@ pub struct Net {
     backward_observer: Option<Box<dyn FnMut(usize)>>,
     /// Activation diffs share buffers through backward (`share_activation_diffs`).
     diff_sharing: Option<diff_share::DiffSharing>,
+    /// Layers whose forward another layer does (`fuse_relus`).
+    fused: Vec<bool>,
 }
 
 impl Net {
@@ -123,6 +126,7 @@ impl Net {
             debug_info: false,
             backward_observer: None,
             diff_sharing: None,
+            fused: Vec::new(),
         }
     }
 

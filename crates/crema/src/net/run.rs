@@ -40,9 +40,15 @@ impl Net {
         for i in start..=end {
             let (bottom, top) = (&self.bottom_vecs[i], &self.top_vecs[i]);
             let layer = &mut self.layers[i];
-            let r = layer
-                .reshape(bottom, top)
-                .and_then(|_| layer.forward(bottom, top));
+            // A fused ReLU's work was done by the layer before it.
+            let fused = self.fused.get(i).copied().unwrap_or(false);
+            let r = layer.reshape(bottom, top).and_then(|_| {
+                if fused {
+                    Ok(())
+                } else {
+                    layer.forward(bottom, top)
+                }
+            });
             r.map_err(|e| self.in_layer(i, e))?;
             for (k, t) in self.top_vecs[i].iter().enumerate() {
                 let w = self.top_loss_weights[i][k];

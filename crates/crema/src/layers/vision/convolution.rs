@@ -46,6 +46,9 @@ pub struct ConvolutionLayer {
     packed_of: Option<(u64, bool)>,
     /// Images per GEMM (`ConvGemm::images_per_product`, at most a run's).
     batch: usize,
+    /// A following in-place ReLU's negative slope, applied with the bias
+    /// while the product's output is still in cache (`fuse_relu`).
+    relu: Option<f32>,
 }
 
 impl ConvolutionLayer {
@@ -81,6 +84,7 @@ impl ConvolutionLayer {
             packed: Vec::new(),
             packed_of: None,
             batch: 1,
+            relu: None,
         }
     }
 
@@ -112,6 +116,34 @@ impl ConvolutionLayer {
             out.push(o);
         }
         Ok(out)
+    }
+}
+
+/// Adds each channel's bias to its planes of the images in `out` and/or
+/// applies a fused ReLU, in one pass: the ReLU layer's own formula, so the
+/// bits are those of running it after.
+fn bias_and_relu(
+    out: &mut [f32],
+    image_len: usize,
+    plane_len: usize,
+    bias: Option<&[f32]>,
+    relu: Option<f32>,
+) {
+    for img in out.chunks_exact_mut(image_len) {
+        for (c, plane) in img.chunks_exact_mut(plane_len).enumerate() {
+            let bv = bias.map(|b| b[c]);
+            match (bv, relu) {
+                (Some(bv), Some(s)) => plane.iter_mut().for_each(|v| {
+                    let x = *v + bv;
+                    *v = x.max(0.0) + s * x.min(0.0);
+                }),
+                (Some(bv), None) => plane.iter_mut().for_each(|v| *v += bv),
+                (None, Some(s)) => plane
+                    .iter_mut()
+                    .for_each(|v| *v = v.max(0.0) + s * v.min(0.0)),
+                (None, None) => {}
+            }
+        }
     }
 }
 
@@ -284,7 +316,7 @@ impl Layer for ConvolutionLayer {
             &mut self.packed,
             &mut self.packed_of,
         );
-        let (packed, num) = (&self.packed, self.num);
+        let (packed, num, relu) = (&self.packed, self.num, self.relu);
         with_scratch(self.runs, self.scratch_lens, |scratch| {
             for (b, t) in bottom.iter().zip(top) {
                 let b = b.borrow();
@@ -301,12 +333,8 @@ impl Layer for ConvolutionLayer {
                         } else {
                             gemm.forward_many(imgs, bc, packed, tc, s);
                         }
-                        if let Some(bias) = bias {
-                            for img in tc.chunks_exact_mut(top_dim) {
-                                for (plane, &bv) in img.chunks_exact_mut(spatial).zip(bias) {
-                                    plane.iter_mut().for_each(|v| *v += bv);
-                                }
-                            }
+                        if bias.is_some() || relu.is_some() {
+                            bias_and_relu(tc, top_dim, spatial, bias, relu);
                         }
                     }
                 });
@@ -395,6 +423,11 @@ impl Layer for ConvolutionLayer {
             }
         });
         Ok(())
+    }
+
+    fn fuse_relu(&mut self, negative_slope: Option<f32>) -> bool {
+        self.relu = negative_slope;
+        true
     }
 
     fn blobs(&self) -> &[SharedBlob] {
