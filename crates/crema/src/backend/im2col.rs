@@ -214,6 +214,24 @@ fn fill_run(
     }
 }
 
+/// A 2-D window's input, kernel, stride, pad and dilation (not its channel
+/// count): what the cached strip and col2im tables depend on besides strides
+/// in memory.
+fn window_key(g: &ConvGeometry) -> [usize; 10] {
+    [
+        g.input[0],
+        g.input[1],
+        g.kernel[0],
+        g.kernel[1],
+        g.stride[0],
+        g.stride[1],
+        g.pad[0],
+        g.pad[1],
+        g.dilation[0],
+        g.dilation[1],
+    ]
+}
+
 /// One kernel tap (ky, kx) of `im2col_2d_strips`: its vertical offset, and
 /// the output columns whose horizontal tap lands inside the image (from
 /// input column `ix0`). Every channel's row for this tap shares it.
@@ -295,21 +313,10 @@ impl<'a> StripGeometry<'a> {
                 }
             })
             .collect();
-        let key = [
-            h,
-            w,
-            kh,
-            kw,
-            g.stride[0],
-            g.stride[1],
-            g.pad[0],
-            g.pad[1],
-            g.dilation[0],
-            g.dilation[1],
-            image_stride,
-            // Outputs per image follow from the rest; kept for clarity.
-            sp,
-        ];
+        let mut key = [0; 12];
+        key[..10].copy_from_slice(&window_key(g));
+        // Outputs per image follow from the rest; kept for clarity.
+        (key[10], key[11]) = (image_stride, sp);
         StripGeometry {
             taps,
             key,
@@ -731,7 +738,8 @@ struct Term {
 /// stride they were worked out for: the images of a batch reuse them.
 #[derive(Default)]
 struct Terms {
-    of: Option<(ConvGeometry, usize)>,
+    /// `window_key` and the row stride.
+    of: Option<([usize; 10], usize)>,
     terms: Vec<Term>,
     starts: Vec<usize>,
 }
@@ -759,13 +767,7 @@ unsafe fn col2im_2d_avx512(g: &ConvGeometry, col: &[f32], ld: usize, im: &mut [f
     let (kh, kw) = (g.kernel[0], g.kernel[1]);
     TERMS.with_borrow_mut(|cache| {
         // The channel count does not change the terms.
-        let of = (
-            ConvGeometry {
-                channels: 0,
-                ..g.clone()
-            },
-            ld,
-        );
+        let of = (window_key(g), ld);
         let Terms {
             of: held,
             terms,
