@@ -6,6 +6,13 @@ use crate::blob::SharedBlob;
 use crate::error::Result;
 use crate::layers::Layer;
 
+/// The ReLU of one value; layers that fuse a ReLU (Convolution) call this
+/// so their bits are the ReLU layer's.
+#[inline]
+pub fn relu(x: f32, negative_slope: f32) -> f32 {
+    x.max(0.0) + negative_slope * x.min(0.0)
+}
+
 pub struct ReLULayer {
     negative_slope: f32,
 }
@@ -32,7 +39,7 @@ impl Layer for ReLULayer {
     }
     fn forward(&mut self, bottom: &[SharedBlob], top: &[SharedBlob]) -> Result<()> {
         let s = self.negative_slope;
-        map_forward(&bottom[0], &top[0], |x| x.max(0.0) + s * x.min(0.0));
+        map_forward(&bottom[0], &top[0], |x| relu(x, s));
         Ok(())
     }
     fn backward(

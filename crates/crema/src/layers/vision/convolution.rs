@@ -14,6 +14,7 @@ use super::conv_base::{
 use crate::backend::{ConvGeometry, PackedA};
 use crate::blob::{Blob, SharedBlob};
 use crate::error::Result;
+use crate::layers::neuron::relu::relu;
 use crate::layers::Layer;
 
 pub struct ConvolutionLayer {
@@ -120,27 +121,22 @@ impl ConvolutionLayer {
 }
 
 /// Adds each channel's bias to its planes of the images in `out` and/or
-/// applies a fused ReLU, in one pass: the ReLU layer's own formula, so the
+/// applies a fused ReLU, in one pass: the ReLU layer's own function, so the
 /// bits are those of running it after.
 fn bias_and_relu(
     out: &mut [f32],
     image_len: usize,
     plane_len: usize,
     bias: Option<&[f32]>,
-    relu: Option<f32>,
+    relu_slope: Option<f32>,
 ) {
     for img in out.chunks_exact_mut(image_len) {
         for (c, plane) in img.chunks_exact_mut(plane_len).enumerate() {
             let bv = bias.map(|b| b[c]);
-            match (bv, relu) {
-                (Some(bv), Some(s)) => plane.iter_mut().for_each(|v| {
-                    let x = *v + bv;
-                    *v = x.max(0.0) + s * x.min(0.0);
-                }),
+            match (bv, relu_slope) {
+                (Some(bv), Some(s)) => plane.iter_mut().for_each(|v| *v = relu(*v + bv, s)),
                 (Some(bv), None) => plane.iter_mut().for_each(|v| *v += bv),
-                (None, Some(s)) => plane
-                    .iter_mut()
-                    .for_each(|v| *v = v.max(0.0) + s * v.min(0.0)),
+                (None, Some(s)) => plane.iter_mut().for_each(|v| *v = relu(*v, s)),
                 (None, None) => {}
             }
         }
@@ -316,7 +312,7 @@ impl Layer for ConvolutionLayer {
             &mut self.packed,
             &mut self.packed_of,
         );
-        let (packed, num, relu) = (&self.packed, self.num, self.relu);
+        let (packed, num, relu_slope) = (&self.packed, self.num, self.relu);
         with_scratch(self.runs, self.scratch_lens, |scratch| {
             for (b, t) in bottom.iter().zip(top) {
                 let b = b.borrow();
@@ -333,9 +329,7 @@ impl Layer for ConvolutionLayer {
                         } else {
                             gemm.forward_many(imgs, bc, packed, tc, s);
                         }
-                        if bias.is_some() || relu.is_some() {
-                            bias_and_relu(tc, top_dim, spatial, bias, relu);
-                        }
+                        bias_and_relu(tc, top_dim, spatial, bias, relu_slope);
                     }
                 });
             }
