@@ -189,22 +189,27 @@ impl ConvGemm {
     ) {
         let rows = self.rows_per_group();
         for g in 0..self.group {
-            let cols = ImplicitCols {
-                geom: gg,
-                images: &input[g * gg.image_len()..],
-                image_stride: self.in_len(),
-                positions: self.out_spatial,
-                col0: 0,
-            };
             sgemm_cols_t(
                 rows,
                 self.kernel_dim,
                 n,
                 &output[g * rows * n..],
-                cols,
+                self.group_cols(gg, input, g),
                 1.0,
                 &mut wdiff[g * self.weight_offset()..],
             );
+        }
+    }
+
+    /// Group g's columns of the images at `input`, never stored (`gg` from
+    /// `implicit_geom`).
+    fn group_cols<'a>(&self, gg: &'a ConvGeometry, input: &'a [f32], g: usize) -> ImplicitCols<'a> {
+        ImplicitCols {
+            geom: gg,
+            images: &input[g * gg.image_len()..],
+            image_stride: self.in_len(),
+            positions: self.out_spatial,
+            col0: 0,
         }
     }
 
@@ -230,13 +235,7 @@ impl ConvGemm {
     ) {
         let rows = self.rows_per_group();
         for (g, wg) in w.iter().enumerate() {
-            let cols = ImplicitCols {
-                geom: gg,
-                images: &input[g * gg.image_len()..],
-                image_stride: self.in_len(),
-                positions: self.out_spatial,
-                col0: 0,
-            };
+            let cols = self.group_cols(gg, input, g);
             sgemm_packed_cols(wg, cols, n, &mut output[g * rows * n..], n);
         }
     }
