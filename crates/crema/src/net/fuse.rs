@@ -41,7 +41,7 @@ impl Net {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::parse;
+    use super::super::tests::{assert_same_param_diffs, parse};
     use super::Net;
 
     /// Convolutions followed by in-place ReLUs (leaky, plain, without bias,
@@ -115,16 +115,7 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc" bottom: "label" top: "
                     "step {step}: {name}"
                 );
             }
-            for (k, (a, b)) in plain.params().iter().zip(fused.params()).enumerate() {
-                let (a, b) = (a.borrow(), b.borrow());
-                assert!(
-                    a.diff()
-                        .iter()
-                        .zip(b.diff())
-                        .all(|(x, y)| x.to_bits() == y.to_bits()),
-                    "step {step}: param {k}'s gradient differs with fused ReLUs"
-                );
-            }
+            assert_same_param_diffs(&plain, &fused, &format!("step {step}, fused ReLUs"));
             plain.update();
             fused.update();
         }

@@ -244,6 +244,21 @@ pub fn parse(text: &str) -> NetParameter {
     protobuf::text_format::parse_from_str(text).expect("test prototxt parses")
 }
 
+/// Asserts that two nets' parameter gradients are equal bit for bit; `what`
+/// names the difference between them in the message.
+pub fn assert_same_param_diffs(a: &Net, b: &Net, what: &str) {
+    for (k, (x, y)) in a.params().iter().zip(b.params()).enumerate() {
+        let (x, y) = (x.borrow(), y.borrow());
+        assert!(
+            x.diff()
+                .iter()
+                .zip(y.diff())
+                .all(|(p, q)| p.to_bits() == q.to_bits()),
+            "{what}: param {k}'s gradient differs"
+        );
+    }
+}
+
 pub fn build(text: &str) -> Result<Net> {
     Net::from_param_with(&parse(text), &test_factory)
 }

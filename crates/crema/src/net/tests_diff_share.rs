@@ -1,7 +1,7 @@
 //! Diff sharing must not change a single gradient bit: nets with chains,
 //! in-place layers, branches (splits), concat and eltwise train side by side
 //! with and without it.
-use super::tests::parse;
+use super::tests::{assert_same_param_diffs, parse};
 use super::Net;
 
 /// An AlexNet-shaped chain: grouped conv, in-place ReLU, LRN, max and average
@@ -92,16 +92,7 @@ fn train_side_by_side(text: &str, classes: usize) -> Net {
         }
         let loss = plain.forward_backward().unwrap();
         assert_eq!(loss.to_bits(), shared.forward_backward().unwrap().to_bits());
-        for (k, (a, b)) in plain.params().iter().zip(shared.params()).enumerate() {
-            let (a, b) = (a.borrow(), b.borrow());
-            assert!(
-                a.diff()
-                    .iter()
-                    .zip(b.diff())
-                    .all(|(x, y)| x.to_bits() == y.to_bits()),
-                "step {step}: param {k}'s gradient differs with shared diffs"
-            );
-        }
+        assert_same_param_diffs(&plain, &shared, &format!("step {step}, shared diffs"));
         plain.update();
         shared.update();
     }
