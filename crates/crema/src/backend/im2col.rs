@@ -972,6 +972,22 @@ mod tests {
         }
     }
 
+    /// Three images of `g`, `stride` values apart (5 past each image's
+    /// end), and each one's column buffer from `im2col_2d`.
+    fn images_and_columns(g: &ConvGeometry) -> (usize, usize, Vec<f32>, Vec<Vec<f32>>) {
+        let sp: usize = g.output().unwrap().iter().product();
+        let (imgs, stride) = (3, g.image_len() + 5);
+        let images: Vec<f32> = (0..imgs * stride).map(|i| i as f32 + 1.0).collect();
+        let wholes = (0..imgs)
+            .map(|j| {
+                let mut col = vec![0.0; g.col_rows() * sp];
+                im2col_2d(g, &images[j * stride..], &mut col);
+                col
+            })
+            .collect();
+        (imgs, stride, images, wholes)
+    }
+
     #[test]
     fn strips_equal_the_column_buffers_of_images_side_by_side() {
         for (input, k, p, st, d) in [
@@ -981,15 +997,7 @@ mod tests {
         ] {
             let g = geom(2, &input, &k, &p, &st, &d);
             let sp: usize = g.output().unwrap().iter().product();
-            let (imgs, stride) = (3, g.image_len() + 5);
-            let images: Vec<f32> = (0..imgs * stride).map(|i| i as f32 + 1.0).collect();
-            let wholes: Vec<Vec<f32>> = (0..imgs)
-                .map(|j| {
-                    let mut col = vec![0.0; g.col_rows() * sp];
-                    im2col_2d(&g, &images[j * stride..], &mut col);
-                    col
-                })
-                .collect();
+            let (imgs, stride, images, wholes) = images_and_columns(&g);
             let rows = g.col_rows();
             for nr in [8, 32] {
                 for (r0, r1, c0, c1) in [(0, rows, 0, imgs * sp), (1, rows - 1, sp - 1, 2 * sp + 3)]
@@ -1022,15 +1030,7 @@ mod tests {
         ] {
             let g = geom(ch, &input, &k, &p, &st, &d);
             let sp: usize = g.output().unwrap().iter().product();
-            let (imgs, stride) = (3, g.image_len() + 5);
-            let images: Vec<f32> = (0..imgs * stride).map(|i| i as f32 + 1.0).collect();
-            let wholes: Vec<Vec<f32>> = (0..imgs)
-                .map(|j| {
-                    let mut col = vec![0.0; g.col_rows() * sp];
-                    im2col_2d(&g, &images[j * stride..], &mut col);
-                    col
-                })
-                .collect();
+            let (imgs, stride, images, wholes) = images_and_columns(&g);
             let rows = g.col_rows();
             for nr in [8, 16, 32] {
                 // (first column, end column, first row, end row)
