@@ -87,48 +87,29 @@ simd_kernel!(
     _mm256_mul_ps
 );
 
-simd_kernel!(
-    avx512_12x32,
-    "avx512f",
-    12,
-    12,
-    16,
-    __m512,
-    _mm512_setzero_ps,
-    _mm512_loadu_ps,
-    _mm512_storeu_ps,
-    _mm512_set1_ps,
-    _mm512_fmadd_ps,
-    _mm512_mul_ps
-);
-simd_kernel!(
-    avx512_4x32_of12,
-    "avx512f",
-    4,
-    12,
-    16,
-    __m512,
-    _mm512_setzero_ps,
-    _mm512_loadu_ps,
-    _mm512_storeu_ps,
-    _mm512_set1_ps,
-    _mm512_fmadd_ps,
-    _mm512_mul_ps
-);
-simd_kernel!(
-    avx512_8x32_of12,
-    "avx512f",
-    8,
-    12,
-    16,
-    __m512,
-    _mm512_setzero_ps,
-    _mm512_loadu_ps,
-    _mm512_storeu_ps,
-    _mm512_set1_ps,
-    _mm512_fmadd_ps,
-    _mm512_mul_ps
-);
+/// An AVX-512 kernel of `$mr` rows over packed A strips of `$astep`.
+macro_rules! avx512_kernel {
+    ($name:ident, $mr:literal, $astep:literal) => {
+        simd_kernel!(
+            $name,
+            "avx512f",
+            $mr,
+            $astep,
+            16,
+            __m512,
+            _mm512_setzero_ps,
+            _mm512_loadu_ps,
+            _mm512_storeu_ps,
+            _mm512_set1_ps,
+            _mm512_fmadd_ps,
+            _mm512_mul_ps
+        );
+    };
+}
+
+avx512_kernel!(avx512_12x32, 12, 12);
+avx512_kernel!(avx512_4x32_of12, 4, 12);
+avx512_kernel!(avx512_8x32_of12, 8, 12);
 
 static AVX2: Kernel = Kernel {
     name: "avx2",
