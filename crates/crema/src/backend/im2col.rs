@@ -96,7 +96,7 @@ fn checked_output(g: &ConvGeometry, im: &[f32], col: &[f32]) -> Vec<usize> {
 
 /// Outputs `x` in `0..out` whose tap `k` lands inside `0..size`, and the input
 /// coordinate of the first of them (the rest follow every `stride`).
-fn valid_span(
+pub(super) fn valid_span(
     out: usize,
     k: usize,
     stride: usize,
@@ -644,7 +644,7 @@ unsafe fn strip_rows_avx512(
 /// overlapping the one before, where a `memcpy` call per row would cost more
 /// than the copy.
 #[inline]
-fn copy_row(dst: &mut [f32], src: &[f32]) {
+pub(super) fn copy_row(dst: &mut [f32], src: &[f32]) {
     let n = dst.len();
     assert_eq!(n, src.len(), "copy_row: lengths differ");
     #[inline(always)]

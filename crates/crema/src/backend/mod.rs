@@ -6,6 +6,7 @@
 pub mod gemm;
 pub mod im2col;
 pub mod mmm;
+pub mod shifted;
 pub mod vecops;
 
 pub use gemm::{

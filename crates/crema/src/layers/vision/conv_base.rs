@@ -9,6 +9,7 @@ use std::rc::Rc;
 use crema_proto::caffe::{ConvolutionParameter, LayerParameter};
 use rayon::prelude::*;
 
+use crate::backend::shifted::{self, ShiftedPlanes};
 use crate::backend::{
     col2im, col2im_2d_ld, im2col, im2col_2d_ld, pack_a, sgemm, sgemm_cols_t, sgemm_packed,
     sgemm_packed_cols, ConvGeometry, ImplicitCols, PackedA, Transpose,
@@ -39,6 +40,9 @@ pub struct ConvGemm {
 /// side: a 13x13 output alone is 169 columns, 5.3 tiles of 32 and a weight
 /// matrix streamed per image; LeNet's 8x8 is 64.
 const BATCH_COLUMNS: usize = 512;
+/// Output channels per group up to which the weight gradient is taken as
+/// dot products over shifted planes (`ConvGemm::shifted`).
+const SHIFTED_MAX_OUTPUTS: usize = 32;
 /// A batched column buffer holds at most this many values (16 MiB).
 const BATCH_COL_MAX: usize = 1 << 22;
 
@@ -174,6 +178,37 @@ impl ConvGemm {
                 &mut s.wdiff[g * self.weight_offset()..],
             );
         }
+    }
+
+    /// The shifted planes when the weight gradient of a worker's whole run of
+    /// images is better taken as dot products (`weight_grad_run`): a 2-D
+    /// window with vertical stride 1, on a CPU with the vector kernel, and
+    /// few output channels per group. The packed product transposes every
+    /// column value once for all its output channels; at LeNet's conv1 (20)
+    /// that cost 2.6x the dot products, at its conv2 (50) they break even,
+    /// and at AlexNet's (128 to 384) the packed product is 1.4x faster.
+    pub fn shifted(&self) -> Option<ShiftedPlanes> {
+        if self.force_nd || !shifted::fast() || self.rows_per_group() > SHIFTED_MAX_OUTPUTS {
+            return None;
+        }
+        ShiftedPlanes::new(&self.geom)
+    }
+
+    /// wdiff += output ⊗ im2col(input) summed over `imgs` consecutive images,
+    /// as dot products over the shifted planes `sp` (from `shifted`).
+    pub fn weight_grad_run(
+        &self,
+        sp: &ShiftedPlanes,
+        imgs: usize,
+        input: &[f32],
+        output: &[f32],
+        wdiff: &mut [f32],
+    ) {
+        let (group, channels) = (self.group, self.out_channels);
+        let (in_len, out_len) = (self.in_len(), self.out_len());
+        shifted::weight_grad_shifted(
+            sp, group, channels, input, in_len, output, out_len, imgs, wdiff,
+        );
     }
 
     /// wdiff += output ⊗ columns for `n` columns of images side by side

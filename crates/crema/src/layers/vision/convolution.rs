@@ -378,7 +378,16 @@ impl Layer for ConvolutionLayer {
                 let mut b = b.borrow_mut();
                 // Bottom data is read and bottom diff written in the same pass.
                 let (bottom_data, bottom_diff) = b.data_and_diff_mut();
+                let shifted = gemm.shifted();
                 for_each_run(num, scratch, bottom_diff, bottom_dim, |first, diffs, s| {
+                    if let Some(sp) = &shifted {
+                        // The whole run's weight gradient at once.
+                        let imgs = diffs.len() / bottom_dim;
+                        let td = &top_diff[first * top_dim..(first + imgs) * top_dim];
+                        let bd = &bottom_data[first * bottom_dim..(first + imgs) * bottom_dim];
+                        let (input, output) = if reverse { (td, bd) } else { (bd, td) };
+                        gemm.weight_grad_run(sp, imgs, input, output, &mut s.wdiff[..wlen]);
+                    }
                     for (j, dc) in diffs.chunks_mut(batch * bottom_dim).enumerate() {
                         let imgs = dc.len() / bottom_dim;
                         let n0 = first + j * batch;
@@ -394,12 +403,16 @@ impl Layer for ConvolutionLayer {
                         }
                         if reverse {
                             // Deconvolution: its input (for the GEMM) is the top.
-                            gemm.weight_grad_many(imgs, td, bd, s);
+                            if shifted.is_none() {
+                                gemm.weight_grad_many(imgs, td, bd, s);
+                            }
                             if down {
                                 gemm.forward_many(imgs, td, packed, dc, s);
                             }
                         } else {
-                            gemm.weight_grad_many(imgs, bd, td, s);
+                            if shifted.is_none() {
+                                gemm.weight_grad_many(imgs, bd, td, s);
+                            }
                             if down {
                                 gemm.backward_data_many(imgs, td, packed, dc, s);
                             }
