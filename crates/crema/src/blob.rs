@@ -248,6 +248,13 @@ impl Blob {
     pub fn diff_mut(&mut self) -> &mut [f32] {
         self.diff.cpu_mut(self.count)
     }
+    /// Data and diff both writable at once (a solver step that updates the
+    /// weights in the same pass that turns their gradient into the step).
+    pub fn data_and_diff_both_mut(&mut self) -> (&mut [f32], &mut [f32]) {
+        let n = self.count;
+        let diff = self.diff.cpu_mut(n);
+        (self.data.cpu_mut(n), diff)
+    }
     /// Data read-only and diff writable at once (backward of in-place layers).
     pub fn data_and_diff_mut(&mut self) -> (&[f32], &mut [f32]) {
         self.diff.assert_not_lent();
