@@ -256,6 +256,45 @@ pub fn sgemm_packed_cols(a: &PackedA, cols: ImplicitCols, n: usize, c: &mut [f32
     split_columns(m * n * k, n, nr, block);
 }
 
+/// Whether `sgemm_packed_rows` runs here: the kernel `sgemm` uses reads B
+/// in place.
+pub fn mmm_reads_rows() -> bool {
+    mmm::kernel().reads_rows()
+}
+
+/// `C[m×n] = A·B` with A packed and row p of B the `n` values at
+/// `base[offs[p]..]`, read in place (`mmm::gemm_packed_a_rows`); large
+/// products split their columns over the pool. `base` must hold a kernel
+/// tile's width past every row.
+pub fn sgemm_packed_rows(
+    a: &PackedA,
+    base: &[f32],
+    offs: &[usize],
+    n: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let (m, k) = (a.m(), a.k());
+    if m == 0 || n == 0 {
+        return;
+    }
+    let nr = mmm::kernel().nr;
+    let reach = offs.iter().max().map_or(0, |&o| o + n.div_ceil(nr) * nr);
+    assert!(
+        offs.len() == k && ldc >= n && c.len() >= (m - 1) * ldc + n && base.len() >= reach,
+        "sgemm_packed_rows: operand shorter than {m}x{n}x{k}"
+    );
+    let c_ptr = SendPtr(c.as_mut_ptr());
+    let block = move |c0: usize, nc: usize| {
+        // SAFETY: shapes checked above; disjoint column blocks of C per
+        // thread; A and B only read.
+        unsafe {
+            mmm::gemm_packed_a_rows(a, nc, base.as_ptr().add(c0), offs, c_ptr.get().add(c0), ldc)
+        }
+    };
+    split_columns(m * n * k, n, nr, block);
+}
+
 /// `C[m×n] = A·colsᵀ + beta·C` with A `m × k` row-major and `cols` the
 /// im2col columns `cols.col0..cols.col0 + k` of convolution inputs, whose
 /// first `n` rows are packed straight from the images: a convolution's weight

@@ -12,6 +12,7 @@ pub static KERNEL: Kernel = Kernel {
     nr: NR,
     run: kernel,
     short: &[],
+    rows: None,
 };
 
 /// Safety: see `KernelFn`.

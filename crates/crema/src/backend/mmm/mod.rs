@@ -36,15 +36,34 @@ pub struct Kernel {
     /// Shorter kernels for a last row strip of at most that many rows (same
     /// packed A, same bits), shortest first.
     short: &'static [(usize, KernelFn)],
+    /// The same kernels reading B in place (`gemm_packed_a_rows`), where
+    /// the ISA has them.
+    rows: Option<RowsKernels>,
+}
+
+/// A kernel family's in-place-B kernels, like `Kernel::run` and `short`.
+pub struct RowsKernels {
+    run: RowsKernelFn,
+    short: &'static [(usize, RowsKernelFn)],
+}
+
+/// The kernel of `short` for a tile of `rows` rows, else `run`.
+fn for_rows<F: Copy>(run: F, short: &[(usize, F)], rows: usize) -> F {
+    short
+        .iter()
+        .find(|&&(r, _)| rows <= r)
+        .map_or(run, |&(_, f)| f)
 }
 
 impl Kernel {
     /// The kernel for a tile of `rows` rows.
     fn for_rows(&self, rows: usize) -> KernelFn {
-        self.short
-            .iter()
-            .find(|&&(r, _)| rows <= r)
-            .map_or(self.run, |&(_, f)| f)
+        for_rows(self.run, self.short, rows)
+    }
+
+    /// Whether this kernel can read B in place (`gemm_packed_a_rows`).
+    pub fn reads_rows(&self) -> bool {
+        self.rows.is_some()
     }
 }
 
@@ -62,6 +81,24 @@ type KernelFn = unsafe fn(
     c: *mut f32,
     rsc: usize,
     alpha: f32,
+    beta: f32,
+    rows: usize,
+    cols: usize,
+);
+
+/// `c[0..rows][0..cols] = a·b + beta·c` like `KernelFn` with alpha 1, where
+/// B's step k is the `nr` values from `base + offs[k]`, read where they lie.
+///
+/// Safety: as for `KernelFn`, with `offs` holding `kc` offsets and `nr`
+/// values readable from `base` at each (past `cols`, they are read but not
+/// used).
+type RowsKernelFn = unsafe fn(
+    kc: usize,
+    a: *const f32,
+    base: *const f32,
+    offs: *const usize,
+    c: *mut f32,
+    rsc: usize,
     beta: f32,
     rows: usize,
     cols: usize,
@@ -296,6 +333,58 @@ pub unsafe fn gemm_cols_t(
         c,
         ldc,
     )
+}
+
+/// `C[m×n] = op(A)·B` on this thread with A packed, where row k of B is the
+/// `n` values from `base + offs[k]`, read in place: a convolution over
+/// shifted planes (`shifted`), whose every column-buffer row is a run of
+/// them, with no B packed at all.
+///
+/// # Safety
+/// `a.kern` has `rows` kernels; `offs` holds `a.k()` offsets, and `base`
+/// has `n` rounded up to the kernel's `nr`, readable, from each; `c` holds
+/// `a.m() × n` values `ldc` apart that nothing else touches during the call.
+pub unsafe fn gemm_packed_a_rows(
+    a: &PackedA,
+    n: usize,
+    base: *const f32,
+    offs: &[usize],
+    c: *mut f32,
+    ldc: usize,
+) {
+    let rk = a
+        .kern
+        .rows
+        .as_ref()
+        .expect("gemm: kernel reads no rows in place");
+    assert_eq!(offs.len(), a.k, "gemm: one offset per step");
+    let (mr, nr) = (a.kern.mr, a.kern.nr);
+    for pc in (0..a.k).step_by(a.kc_blk) {
+        let kc = a.kc_blk.min(a.k - pc);
+        // Later depth blocks add onto what the first one wrote.
+        let beta = if pc == 0 { 0.0 } else { 1.0 };
+        for ic in (0..a.m).step_by(a.mc_blk) {
+            let mc = a.mc_blk.min(a.m - ic);
+            let pa = a.buf.as_ptr().add(a.start + a.offset(pc, ic));
+            for jr in (0..n).step_by(nr) {
+                let cols = nr.min(n - jr);
+                for ir in (0..mc).step_by(mr) {
+                    let rows = mr.min(mc - ir);
+                    (for_rows(rk.run, rk.short, rows))(
+                        kc,
+                        pa.add(ir * kc),
+                        base.add(jr),
+                        offs[pc..].as_ptr(),
+                        c.add((ic + ir) * ldc + jr),
+                        ldc,
+                        beta,
+                        rows,
+                        cols,
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// The im2col column buffer of several 2-D convolution inputs side by side

@@ -4,7 +4,9 @@
 //! NC), for all four transpose combinations.
 use rand::{Rng, SeedableRng};
 
-use super::{gemm_packed_a, kernels, sgemm_with, Kernel, PackedA, View, KC, MC, NC};
+use super::{
+    gemm_packed_a, gemm_packed_a_rows, kernels, sgemm_with, Kernel, PackedA, View, KC, MC, NC,
+};
 use crate::backend::gemm::Transpose;
 
 fn random(len: usize, seed: u64) -> Vec<f32> {
@@ -189,5 +191,46 @@ fn portable_kernel_is_always_offered_last() {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
         assert!(all.iter().any(|k| k.name == "avx2"));
+    }
+}
+
+#[test]
+fn rows_read_in_place_give_the_packed_products_bits() {
+    // B's rows at scattered, overlapping, unaligned offsets into one buffer;
+    // the same B copied out row by row and multiplied the packed way must
+    // give the same bits. Sizes: edge tiles, the short kernels, two depth
+    // blocks, two row blocks.
+    for kern in kernels().into_iter().filter(|k| k.reads_rows()) {
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (5, 7, 11),
+            (12, 32, 4),
+            (20, 64, 25),
+            (50, 576, 25),
+            (29, 33, KC + 3),
+            (MC + 7, 45, 2 * KC + 1),
+        ] {
+            let base = random(3 * k + n + kern.nr + 5, 7);
+            let offs: Vec<usize> = (0..k).map(|p| (p * 7 + p / 3) % (2 * k + 5)).collect();
+            let mut b = vec![0f32; k * n];
+            for (row, &o) in b.chunks_exact_mut(n).zip(&offs) {
+                row.copy_from_slice(&base[o..o + n]);
+            }
+            let a = random(m * k, 8);
+            let (mut want, mut got) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
+            // SAFETY: A is m × k, B k × n, C m × n; every offset leaves n
+            // plus a tile's width of values in `base`.
+            unsafe {
+                let packed = PackedA::pack(kern, m, k, View::of(&a, Transpose::No, k));
+                let bv = View::of(&b, Transpose::No, n);
+                gemm_packed_a(&packed, n, 1.0, bv, 0.0, want.as_mut_ptr(), n);
+                gemm_packed_a_rows(&packed, n, base.as_ptr(), &offs, got.as_mut_ptr(), n);
+            }
+            let same = want
+                .iter()
+                .zip(&got)
+                .all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "{} {m}x{n}x{k}: rows in place differ", kern.name);
+        }
     }
 }

@@ -6,67 +6,138 @@
 use std::arch::x86_64::*;
 
 use super::generic::store_tile;
-use super::Kernel;
+use super::{Kernel, RowsKernels};
 
-/// Defines `$name`, an `$mr × 2·$lanes` kernel over vector type `$v` whose
-/// packed A advances `$astep` values per step (`$mr`, or a wider kernel's
-/// height for the short kernels that finish its last row strip).
+/// Where a kernel reads step k's `2·lanes` values of B: a packed strip, or
+/// a row of the caller's own (`rows_kernel`).
+trait BSteps: Copy {
+    /// Safety: k is below the kernel's kc and the step's values are readable.
+    unsafe fn step(self, k: usize) -> *const f32;
+}
+
+/// Packed B: step k is `nr` values on from step k − 1.
+#[derive(Clone, Copy)]
+struct Packed(*const f32, usize);
+
+impl BSteps for Packed {
+    #[inline(always)]
+    unsafe fn step(self, k: usize) -> *const f32 {
+        self.0.add(k * self.1)
+    }
+}
+
+/// B read in place: step k starts `offs[k]` values past the base.
+#[derive(Clone, Copy)]
+struct Offsets(*const f32, *const usize);
+
+impl BSteps for Offsets {
+    #[inline(always)]
+    unsafe fn step(self, k: usize) -> *const f32 {
+        self.0.add(*self.1.add(k))
+    }
+}
+
+/// Defines module `$name` holding an `$mr × 2·$lanes` kernel over vector type
+/// `$v` whose packed A advances `$astep` values per step (`$mr`, or a wider
+/// kernel's height for the short kernels that finish its last row strip):
+/// `packed` reads packed B strips (`KernelFn`), `rows` reads B's steps in
+/// place (`RowsKernelFn`).
 macro_rules! simd_kernel {
     ($name:ident, $feat:literal, $mr:literal, $astep:literal, $lanes:literal, $v:ty,
      $zero:ident, $load:ident, $store:ident, $set1:ident, $fma:ident, $mul:ident) => {
-        /// Safety: see `KernelFn`; the CPU must have the target feature.
-        #[target_feature(enable = $feat)]
-        #[allow(clippy::too_many_arguments)]
-        unsafe fn $name(
-            kc: usize,
-            a: *const f32,
-            b: *const f32,
-            c: *mut f32,
-            rsc: usize,
-            alpha: f32,
-            beta: f32,
-            rows: usize,
-            cols: usize,
-        ) {
-            const MR: usize = $mr;
-            const L: usize = $lanes;
-            const NR: usize = 2 * L;
-            let mut lo: [$v; MR] = [$zero(); MR];
-            let mut hi: [$v; MR] = [$zero(); MR];
-            let (mut a, mut b) = (a, b);
-            for _ in 0..kc {
-                let b0 = $load(b);
-                let b1 = $load(b.add(L));
-                for i in 0..MR {
-                    let ai = $set1(*a.add(i));
-                    lo[i] = $fma(ai, b0, lo[i]);
-                    hi[i] = $fma(ai, b1, hi[i]);
-                }
-                a = a.add($astep);
-                b = b.add(NR);
+        mod $name {
+            use super::*;
+
+            /// Safety: see `KernelFn`; the CPU must have the target feature.
+            #[target_feature(enable = $feat)]
+            #[allow(clippy::too_many_arguments)]
+            pub(super) unsafe fn packed(
+                kc: usize,
+                a: *const f32,
+                b: *const f32,
+                c: *mut f32,
+                rsc: usize,
+                alpha: f32,
+                beta: f32,
+                rows: usize,
+                cols: usize,
+            ) {
+                let b = Packed(b, 2 * $lanes);
+                tile(kc, a, b, c, rsc, alpha, beta, rows, cols)
             }
-            let va = $set1(alpha);
-            if rows == MR && cols == NR {
-                for i in 0..MR {
-                    let row = c.add(i * rsc);
-                    let (mut r0, mut r1) = ($mul(lo[i], va), $mul(hi[i], va));
-                    if beta != 0.0 {
-                        let vb = $set1(beta);
-                        r0 = $fma(vb, $load(row), r0);
-                        r1 = $fma(vb, $load(row.add(L)), r1);
+
+            /// Safety: see `RowsKernelFn`; the CPU must have the target feature.
+            #[target_feature(enable = $feat)]
+            #[allow(clippy::too_many_arguments, dead_code)]
+            pub(super) unsafe fn rows(
+                kc: usize,
+                a: *const f32,
+                base: *const f32,
+                offs: *const usize,
+                c: *mut f32,
+                rsc: usize,
+                beta: f32,
+                rows: usize,
+                cols: usize,
+            ) {
+                tile(kc, a, Offsets(base, offs), c, rsc, 1.0, beta, rows, cols)
+            }
+
+            /// The kernel body, for either kind of B.
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn tile<B: BSteps>(
+                kc: usize,
+                a: *const f32,
+                b: B,
+                c: *mut f32,
+                rsc: usize,
+                alpha: f32,
+                beta: f32,
+                rows: usize,
+                cols: usize,
+            ) {
+                const MR: usize = $mr;
+                const ASTEP: usize = $astep;
+                const L: usize = $lanes;
+                const NR: usize = 2 * L;
+                let mut lo: [$v; MR] = [$zero(); MR];
+                let mut hi: [$v; MR] = [$zero(); MR];
+                let mut a = a;
+                for k in 0..kc {
+                    let bk = b.step(k);
+                    let b0 = $load(bk);
+                    let b1 = $load(bk.add(L));
+                    for i in 0..MR {
+                        let ai = $set1(*a.add(i));
+                        lo[i] = $fma(ai, b0, lo[i]);
+                        hi[i] = $fma(ai, b1, hi[i]);
                     }
-                    $store(row, r0);
-                    $store(row.add(L), r1);
+                    a = a.add(ASTEP);
                 }
-            } else {
-                // Edge tile: spill the registers and store the valid corner.
-                let mut tile = [0f32; MR * NR];
-                let t = tile.as_mut_ptr();
-                for i in 0..MR {
-                    $store(t.add(i * NR), lo[i]);
-                    $store(t.add(i * NR + L), hi[i]);
+                let va = $set1(alpha);
+                if rows == MR && cols == NR {
+                    for i in 0..MR {
+                        let row = c.add(i * rsc);
+                        let (mut r0, mut r1) = ($mul(lo[i], va), $mul(hi[i], va));
+                        if beta != 0.0 {
+                            let vb = $set1(beta);
+                            r0 = $fma(vb, $load(row), r0);
+                            r1 = $fma(vb, $load(row.add(L)), r1);
+                        }
+                        $store(row, r0);
+                        $store(row.add(L), r1);
+                    }
+                } else {
+                    // Edge tile: spill the registers and store the valid corner.
+                    let mut tile = [0f32; MR * NR];
+                    let t = tile.as_mut_ptr();
+                    for i in 0..MR {
+                        $store(t.add(i * NR), lo[i]);
+                        $store(t.add(i * NR + L), hi[i]);
+                    }
+                    store_tile(&tile, NR, c, rsc, alpha, beta, rows, cols);
                 }
-                store_tile(&tile, NR, c, rsc, alpha, beta, rows, cols);
             }
         }
     };
@@ -115,18 +186,23 @@ static AVX2: Kernel = Kernel {
     name: "avx2",
     mr: 6,
     nr: 16,
-    run: avx2_6x16,
+    run: avx2_6x16::packed,
     short: &[],
+    rows: None,
 };
 
 static AVX512: Kernel = Kernel {
     name: "avx512",
     mr: 12,
     nr: 32,
-    run: avx512_12x32,
+    run: avx512_12x32::packed,
     // LeNet's 50 and 20 rows end in strips of 2 and 8: computing 12 there
     // wasted 17 % of those products.
-    short: &[(4, avx512_4x32_of12), (8, avx512_8x32_of12)],
+    short: &[(4, avx512_4x32_of12::packed), (8, avx512_8x32_of12::packed)],
+    rows: Some(RowsKernels {
+        run: avx512_12x32::rows,
+        short: &[(4, avx512_4x32_of12::rows), (8, avx512_8x32_of12::rows)],
+    }),
 };
 
 /// The kernels this CPU can run, widest first.
