@@ -1,7 +1,10 @@
-//! A convolution's weight gradient as dot products of contiguous runs, for
-//! windows with vertical stride 1: no column buffer, no transposes, no
-//! packing. `ConvGemm::shifted` takes it where that wins (few output
-//! channels, as LeNet's conv1).
+//! Shifted planes: a convolution input laid out so that every row of its
+//! column buffer is one contiguous run, for windows with vertical stride 1.
+//! The weight gradient becomes dot products of runs (no column buffer, no
+//! transposes, no packing), and the forward a product that reads B's rows
+//! in place (`with_image_planes`, `gemm::sgemm_packed_rows`).
+//! `ConvGemm::shifted` and `ConvGemm::forward_planes` take them where that
+//! wins (few output channels, small planes: LeNet's conv1).
 //!
 //! Per image, `ShiftedPlanes` copies each channel once per kernel column kx,
 //! shifted by kx (and by the padding), `OW` values wide and `H + 2·pad_h` rows
@@ -79,6 +82,11 @@ impl ShiftedPlanes {
         self.oh * self.ow
     }
 
+    /// Values of one image's planes (all channels, channel by channel).
+    pub fn image_len(&self) -> usize {
+        self.channels * self.channel_len()
+    }
+
     /// Where tap (ky, kx) of a channel starts in the channel's planes.
     fn tap_offset(&self, ky: usize, kx: usize) -> usize {
         (kx * self.rows + ky * self.dil_h) * self.ow
@@ -117,12 +125,57 @@ impl ShiftedPlanes {
 }
 
 /// This thread's buffers, kept between calls: one channel's planes for a
-/// block of images, and the partial sums (16 lanes per weight) of the
-/// channel's weights.
+/// block of images (or one image's, all channels), the partial sums (16
+/// lanes per weight) of the channel's weights, and the taps' offsets.
 #[derive(Default)]
 struct Buffers {
     planes: Vec<f32>,
     partials: Vec<f32>,
+    offsets: Vec<usize>,
+}
+
+/// Values read past the last plane: a product over the planes reads whole
+/// register tiles (`gemm::sgemm_packed_rows`).
+const SLACK: usize = 64;
+
+/// Calls `f(planes, offsets)` with the planes of the `channels × h × w`
+/// image `im` and, for the taps of a group's `channels / group` channels in
+/// the weights' order (c, ky, kx), where each tap's run of `OH·OW` values
+/// starts: the column buffer of `im`, every row read in place (group g's
+/// planes start `g·offsets.len()/kk` channels in, at `g · group_len`).
+pub fn with_image_planes<R>(
+    sp: &ShiftedPlanes,
+    group: usize,
+    im: &[f32],
+    f: impl FnOnce(&[f32], &[usize], usize) -> R,
+) -> R {
+    let (clen, plane_len) = (sp.channel_len(), sp.h * sp.w);
+    assert!(
+        im.len() >= sp.channels * plane_len,
+        "shifted planes: image too small"
+    );
+    BUFFERS.with_borrow_mut(|bufs| {
+        let Buffers {
+            planes, offsets, ..
+        } = bufs;
+        let len = sp.image_len() + SLACK;
+        if planes.len() < len {
+            planes.resize(len, 0.0);
+        }
+        for c in 0..sp.channels {
+            sp.fill(&im[c * plane_len..], &mut planes[c * clen..]);
+        }
+        let cg = sp.channels / group;
+        offsets.clear();
+        for c in 0..cg {
+            for ky in 0..sp.kh {
+                for kx in 0..sp.kw {
+                    offsets.push(c * clen + sp.tap_offset(ky, kx));
+                }
+            }
+        }
+        f(&planes[..len], offsets, cg * clen)
+    })
 }
 
 thread_local! {
@@ -178,7 +231,9 @@ fn weight_grad_with(kernel: DotsFn, sp: &ShiftedPlanes, args: GradArgs, wdiff: &
         if bufs.partials.len() < og * kk * L {
             bufs.partials.resize(og * kk * L, 0.0);
         }
-        let Buffers { planes, partials } = bufs;
+        let Buffers {
+            planes, partials, ..
+        } = bufs;
         for g in 0..group {
             for c in g * cg..(g + 1) * cg {
                 partials[..og * kk * L].fill(0.0);
