@@ -44,11 +44,12 @@ pub fn load_net(model: &str, phase: Phase, level: i32, stages: &[String]) -> cre
     Net::from_param(&load_param(model, phase, level, stages)?)
 }
 
-/// Lets a net the command only trains or times share its activation diffs
-/// (`Net::share_activation_diffs`): nobody reads them between passes. Not with
-/// Python layers, whose numpy views of blob diffs must stay valid. Also fuses
-/// in-place ReLUs into the convolutions before them (`Net::fuse_relus`).
-pub fn share_diffs_unless_python(net: &mut Net) {
+/// What a net the command only trains or times as whole passes can skip
+/// (nobody reads its blobs between layers): its activation diffs share
+/// memory (`Net::share_activation_diffs`; not with Python layers, whose
+/// numpy views of blob diffs must stay valid), and in-place ReLUs run inside
+/// the convolutions before them (`Net::fuse_relus`).
+pub fn optimize_for_whole_passes(net: &mut Net) {
     if !net.layer_params().iter().any(|p| p.type_() == "Python") {
         net.share_activation_diffs(true);
     }

@@ -5,7 +5,7 @@ use crema::proto::caffe::Phase;
 use crema::proto::text::format_g;
 
 use crate::flags::Flags;
-use crate::netload::{load_net, phase_from_flag, share_diffs_unless_python, stages_from_flag};
+use crate::netload::{load_net, optimize_for_whole_passes, phase_from_flag, stages_from_flag};
 
 /// A number as C++ iostream prints a float by default (`%g`, 6 digits).
 fn g(v: f64) -> String {
@@ -29,7 +29,7 @@ pub fn run(flags: &Flags) -> Result<(), String> {
     }
     log::info!("Use CPU.");
     let mut net = load_net(model, phase, level, &stages).map_err(|e| e.to_string())?;
-    share_diffs_unless_python(&mut net);
+    optimize_for_whole_passes(&mut net);
     let err = |e: crema::Error| e.to_string();
 
     // A first pass allocates everything and reports the loss, as Caffe's does.

@@ -172,7 +172,7 @@ impl Job<'_> {
         let clock = std::rc::Rc::new(LayerClock::default());
         let mut solver =
             Solver::with_factory(self.param, &timed_factory(clock.clone())).map_err(err)?;
-        crate::netload::share_diffs_unless_python(solver.net_mut());
+        crate::netload::optimize_for_whole_passes(solver.net_mut());
         if let Some(comm) = comm {
             crema::parallel::join_replica(&mut solver, comm, self.overlap).map_err(err)?;
         }
