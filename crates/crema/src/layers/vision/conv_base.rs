@@ -45,8 +45,8 @@ const BATCH_COLUMNS: usize = 512;
 /// dot products over shifted planes (`ConvGemm::shifted`).
 const SHIFTED_MAX_OUTPUTS: usize = 32;
 /// Values of a group's shifted planes up to which the forward reads its
-/// columns in place (`ConvGemm::forward_planes`): 64 KiB.
-const SHIFTED_MAX_PLANES: usize = 1 << 14;
+/// columns in place (`ConvGemm::forward_planes`): 32 KiB.
+const SHIFTED_MAX_PLANES: usize = 1 << 13;
 /// A batched column buffer holds at most this many values (16 MiB).
 const BATCH_COL_MAX: usize = 1 << 22;
 
@@ -210,10 +210,11 @@ impl ConvGemm {
     /// from them (`forward_shifted`): a 2-D window with vertical stride 1,
     /// not 1x1 (whose input already is the column buffer), on a CPU whose
     /// kernel reads rows in place, and a group's planes small enough to
-    /// stay in cache while every tile reads them. No strip is packed, but
+    /// stay in L1 while every tile reads them. No strip is packed, but
     /// each image is its own product: LeNet's conv1 (13 KiB of planes)
-    /// went 0.61 → 0.50 ms at batch 64, its conv2 (38 KiB) broke even, and
-    /// AlexNet's conv2 to conv5 (0.6 to 0.8 MiB) were 1.1 to 1.3x slower.
+    /// went 0.56-0.61 → 0.46-0.50 ms at batch 64, its conv2 (38 KiB) came
+    /// out from even to 9 % slower, and AlexNet's conv2 to conv5 (0.6 to
+    /// 0.8 MiB) were 1.1 to 1.3x slower.
     fn forward_planes(&self) -> Option<ShiftedPlanes> {
         if self.force_nd || self.is_1x1 || !mmm_reads_rows() {
             return None;
