@@ -138,11 +138,11 @@ struct Buffers {
 /// register tiles (`gemm::sgemm_packed_rows`).
 const SLACK: usize = 64;
 
-/// Calls `f(planes, offsets)` with the planes of the `channels × h × w`
-/// image `im` and, for the taps of a group's `channels / group` channels in
-/// the weights' order (c, ky, kx), where each tap's run of `OH·OW` values
-/// starts: the column buffer of `im`, every row read in place (group g's
-/// planes start `g·offsets.len()/kk` channels in, at `g · group_len`).
+/// Calls `f(planes, offsets, group_len)` with the planes of the
+/// `channels × h × w` image `im` (its column buffer, every row a run of
+/// `OH·OW` values): `offsets` says where each tap of one group's channels
+/// starts, in the weights' order (c, ky, kx), from its group's first plane,
+/// and group g's planes start at `g·group_len`.
 pub fn with_image_planes<R>(
     sp: &ShiftedPlanes,
     group: usize,
@@ -224,9 +224,9 @@ fn weight_grad_with(kernel: DotsFn, sp: &ShiftedPlanes, args: GradArgs, wdiff: &
     let clen = sp.channel_len();
     let block = (L1_VALUES / (clen + MB * s).max(1)).clamp(1, imgs.max(1));
     BUFFERS.with_borrow_mut(|bufs| {
-        // L values of slack: a tail register may read past the last run.
-        if bufs.planes.len() < block * clen + L {
-            bufs.planes.resize(block * clen + L, 0.0);
+        // The kernels read each run exactly (tails masked): no slack.
+        if bufs.planes.len() < block * clen {
+            bufs.planes.resize(block * clen, 0.0);
         }
         if bufs.partials.len() < og * kk * L {
             bufs.partials.resize(og * kk * L, 0.0);
@@ -262,9 +262,8 @@ fn weight_grad_with(kernel: DotsFn, sp: &ShiftedPlanes, args: GradArgs, wdiff: &
                             };
                             let acc = partials[(o0 * kk + t0) * L..].as_mut_ptr();
                             // SAFETY: the assert above bounds every run of dy;
-                            // every tap's run lies in its image's planes, plus
-                            // the slack for a tail register; the partials hold
-                            // MB rows of kk·L from (o0, t0).
+                            // every tap's run lies in its image's planes; the
+                            // partials hold MB rows of kk·L from (o0, t0).
                             unsafe { kernel(&run, MB.min(og - o0), nb, acc, kk * L) };
                         }
                     }

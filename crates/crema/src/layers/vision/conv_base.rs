@@ -96,16 +96,14 @@ impl ConvGemm {
         output: &mut [f32],
         s: &mut Scratch,
     ) {
-        if let Some(sp) = self.forward_planes() {
+        if imgs == 1 || self.forward_planes().is_some() {
+            // Over shifted planes each image is its own product.
             let (il, ol) = (self.in_len(), self.out_len());
             let images = input.chunks(il).zip(output.chunks_mut(ol)).take(imgs);
             for (im, out) in images {
-                self.forward_shifted(&sp, im, w, out);
+                self.forward(im, w, out, &mut s.col);
             }
             return;
-        }
-        if imgs == 1 {
-            return self.forward(input, w, output, &mut s.col);
         }
         let n = imgs * self.out_spatial;
         if let Some(gg) = self.implicit_geom() {
@@ -213,8 +211,8 @@ impl ConvGemm {
     /// stay in L1 while every tile reads them. No strip is packed, but
     /// each image is its own product: LeNet's conv1 (13 KiB of planes)
     /// went 0.56-0.61 → 0.46-0.50 ms at batch 64, its conv2 (38 KiB) came
-    /// out from even to 9 % slower, and AlexNet's conv2 to conv5 (0.6 to
-    /// 0.8 MiB) were 1.1 to 1.3x slower.
+    /// out 0 to 12 % slower, and AlexNet's conv2 to conv5 (0.6 to 0.8 MiB)
+    /// were 1.1 to 1.3x slower.
     fn forward_planes(&self) -> Option<ShiftedPlanes> {
         if self.force_nd || self.is_1x1 || !mmm_reads_rows() {
             return None;
