@@ -93,6 +93,15 @@ struct Plan {
     /// Output columns whose windows lie wholly inside the image: these run
     /// as contiguous, branch-free (vectorisable) loops over whole output rows.
     inner: Range<usize>,
+    /// When every window lies wholly inside the plane and an output row is
+    /// shorter than a register: each output's first tap (its offset in the
+    /// plane), padded with zeros to whole registers, so MAX pools the plane
+    /// 16 outputs at a time across its rows (`max_plane_avx512`). Empty
+    /// otherwise. One plane at a time (batch 64, one thread), against the
+    /// row-by-row path: LeNet's pool2 (8x8 → 4x4) 0.25 → 0.085 ms, its pool1
+    /// (24x24 → 12x12) 0.30 → 0.21 ms, AlexNet's pool5 at batch 16 (13x13 →
+    /// 6x6) 0.62 → 0.38 ms; its pool1 (27 outputs a row) was 7 % slower.
+    starts: Vec<i32>,
 }
 
 impl Plan {
@@ -108,10 +117,26 @@ impl Plan {
         let hi = (lo..win.pooled_w)
             .find(|pw| !full(pw))
             .unwrap_or(win.pooled_w);
+        let whole = |s: &Span, k: usize| s.taps.len() == k && s.extent == k;
+        let mut starts = Vec::new();
+        if win.pooled_w < 16
+            && rows.iter().all(|s| whole(s, win.kernel.0))
+            && cols.iter().all(|s| whole(s, win.kernel.1))
+            && win.plane() < i32::MAX as usize
+        {
+            for r in &rows {
+                starts.extend(
+                    cols.iter()
+                        .map(|c| (r.taps.start * win.width + c.taps.start) as i32),
+                );
+            }
+            starts.resize(starts.len().div_ceil(16) * 16, 0);
+        }
         Plan {
             rows,
             cols,
             inner: lo..hi,
+            starts,
         }
     }
 }
@@ -174,6 +199,11 @@ const LANES: usize = 8;
 /// clipped by the image edge go one by one; the inner output columns of a row
 /// go many at a time (`max_inner`).
 fn max_plane(win: &Win, plan: &Plan, bp: &[f32], tp: &mut [f32], mp: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if !plan.starts.is_empty() && is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F was detected; `starts` holds whole windows of this plane.
+        return unsafe { max_plane_avx512(win, &plan.starts, bp, tp, mp) };
+    }
     let w = win.width;
     let inner = plan.inner.clone();
     #[cfg(target_arch = "x86_64")]
@@ -327,6 +357,40 @@ unsafe fn max_inner_avx512(
         let keep = ((1u32 << lanes) - 1) as __mmask16;
         _mm512_mask_storeu_ps(best.as_mut_ptr().add(j0), keep, b);
         _mm512_mask_storeu_ps(arg.as_mut_ptr().add(j0), keep, a);
+    }
+}
+
+/// MAX over a plane whose windows all lie inside it, 16 outputs per
+/// register in plane order (across output rows): each tap is a gather at
+/// the outputs' first taps plus the tap's offset. Taps go in row-major
+/// order with a strict `>`, so the argmax is the first maximum, as in
+/// `max_plane`'s other paths, bit for bit.
+///
+/// Safety: the CPU has AVX-512F; `starts` (from `Plan`) holds each
+/// output's first tap in `bp`, whose whole window lies inside `bp`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn max_plane_avx512(win: &Win, starts: &[i32], bp: &[f32], tp: &mut [f32], mp: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (w, q) = (win.width, tp.len());
+    assert!(starts.len() >= q && mp.len() >= q && bp.len() >= win.plane());
+    for j0 in (0..q).step_by(16) {
+        let lanes = 16.min(q - j0);
+        let live = ((1u32 << lanes) - 1) as __mmask16;
+        let idx = _mm512_loadu_si512(starts.as_ptr().add(j0).cast());
+        let first = _mm512_cvtepi32_ps(idx);
+        let (mut b, mut a) = (_mm512_set1_ps(MAX_START), first);
+        for dy in 0..win.kernel.0 {
+            for dx in 0..win.kernel.1 {
+                let off = dy * w + dx;
+                let taps = _mm512_mask_i32gather_ps::<4>(b, live, idx, bp.as_ptr().add(off));
+                let gt = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(taps, b);
+                b = _mm512_mask_blend_ps(gt, b, taps);
+                a = _mm512_mask_blend_ps(gt, a, _mm512_add_ps(first, _mm512_set1_ps(off as f32)));
+            }
+        }
+        _mm512_mask_storeu_ps(tp.as_mut_ptr().add(j0), live, b);
+        _mm512_mask_storeu_ps(mp.as_mut_ptr().add(j0), live, a);
     }
 }
 

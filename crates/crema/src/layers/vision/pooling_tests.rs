@@ -447,6 +447,11 @@ fn fast_paths_match_naive_windows_on_awkward_shapes() {
         ((3, 3), (1, 1), (1, 1), [1, 2, 4, 40], false),
         ((3, 3), (2, 2), (1, 1), [1, 1, 5, 67], false),
         ((2, 3), (1, 2), (0, 1), [1, 1, 3, 35], false),
+        // Whole windows, rows shorter than a register: pooled across rows.
+        ((2, 2), (2, 2), (0, 0), [2, 3, 8, 8], false),
+        ((2, 2), (2, 2), (0, 0), [1, 2, 10, 14], false), // 35 outputs a plane
+        ((3, 3), (2, 2), (0, 0), [2, 2, 13, 13], false),
+        ((2, 3), (3, 2), (0, 0), [1, 2, 11, 9], true),
     ];
     for (ci, &(k, s, p, shape, floor)) in cases.iter().enumerate() {
         let b = Blob::shared(&shape);
