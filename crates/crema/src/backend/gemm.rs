@@ -9,7 +9,7 @@
 //! (M or N equal to 1) go to `sgemv`, which packing would only slow down.
 use rayon::prelude::*;
 
-use super::mmm::{self, ImplicitCols, View};
+use super::mmm::{self, Cols, View};
 use super::vecops::{axpy, dot_rows, scal};
 
 /// Whether an operand is used as stored or transposed (CblasNoTrans/CblasTrans).
@@ -222,18 +222,20 @@ pub fn sgemm_packed(
 /// `cols.col0..cols.col0 + n` of convolution inputs, packed straight from the
 /// images (`mmm::ImplicitCols`): the bits of `im2col` + `sgemm_packed` without
 /// the column buffer. Large products split their columns over the pool.
-pub fn sgemm_packed_cols(a: &PackedA, cols: ImplicitCols, n: usize, c: &mut [f32], ldc: usize) {
+pub fn sgemm_packed_cols<'a>(
+    a: &PackedA,
+    cols: impl Into<Cols<'a>>,
+    n: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let cols = cols.into();
     let (m, k) = (a.m(), a.k());
     if m == 0 || n == 0 {
         return;
     }
-    let images = (cols.col0 + n).div_ceil(cols.positions.max(1));
     assert!(
-        ldc >= n
-            && c.len() >= (m - 1) * ldc + n
-            && cols.geom.input.len() == 2
-            && cols.positions == cols.geom.output().map_or(0, |o| o[0] * o[1])
-            && cols.images.len() >= (images - 1) * cols.image_stride + cols.geom.image_len(),
+        ldc >= n && c.len() >= (m - 1) * ldc + n && covers(&cols, n),
         "sgemm_packed_cols: operand shorter than {m}x{n}x{k}"
     );
     if k == 0 {
@@ -245,15 +247,25 @@ pub fn sgemm_packed_cols(a: &PackedA, cols: ImplicitCols, n: usize, c: &mut [f32
     let c_ptr = SendPtr(c.as_mut_ptr());
     let nr = mmm::kernel().nr;
     let block = move |c0: usize, nc: usize| {
-        let part = ImplicitCols {
-            col0: cols.col0 + c0,
-            ..cols
-        };
+        let part = cols.from_col(c0);
         // SAFETY: shapes checked above; disjoint column blocks of C per
         // thread; A and the images only read.
         unsafe { mmm::gemm_packed_a_cols(a, nc, 1.0, part, 0.0, c_ptr.get().add(c0), ldc) }
     };
     split_columns(m * n * k, n, nr, block);
+}
+
+/// Whether `cols` holds its first `n` columns (of every row).
+fn covers(cols: &Cols, n: usize) -> bool {
+    match cols {
+        Cols::Images(c) => {
+            let images = (c.col0 + n).div_ceil(c.positions.max(1));
+            c.geom.input.len() == 2
+                && c.positions == c.geom.output().map_or(0, |o| o[0] * o[1])
+                && c.images.len() >= (images - 1) * c.image_stride + c.geom.image_len()
+        }
+        Cols::Runs(r) => r.covers(n),
+    }
 }
 
 /// Whether `sgemm_packed_rows` runs here: the kernel `sgemm` uses reads B
@@ -301,24 +313,21 @@ pub fn sgemm_packed_rows(
 /// gradient (the sum over output positions) with the bits of `im2col` +
 /// `sgemm(No, Yes)` and no column buffer. Large products split their columns
 /// over the pool.
-pub fn sgemm_cols_t(
+pub fn sgemm_cols_t<'a>(
     m: usize,
     n: usize,
     k: usize,
     a: &[f32],
-    cols: ImplicitCols,
+    cols: impl Into<Cols<'a>>,
     beta: f32,
     c: &mut [f32],
 ) {
+    let cols = cols.into();
     if m == 0 || n == 0 {
         return;
     }
     assert!(
-        a.len() >= m * k
-            && c.len() >= m * n
-            && n <= cols.geom.col_rows()
-            && cols.geom.input.len() == 2
-            && cols.positions == cols.geom.output().map_or(0, |o| o[0] * o[1]),
+        a.len() >= m * k && c.len() >= m * n && n <= cols.rows() && covers(&cols, k),
         "sgemm_cols_t: operand shorter than {m}x{n}x{k}"
     );
     let c = &mut c[..m * n];

@@ -14,5 +14,5 @@ pub use gemm::{
     sgemm_packed_rows, sgemv, PackedA, Transpose,
 };
 pub use im2col::{col2im, col2im_2d_ld, im2col, im2col_2d_ld, ConvGeometry};
-pub use mmm::ImplicitCols;
+pub use mmm::{Cols, ImplicitCols};
 pub use vecops::*;

@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 
 use super::gemm::Transpose;
 use super::im2col::{im2col_2d_strips, im2col_2d_strips_t, ConvGeometry};
+use super::shifted::RunCols;
 
 mod generic;
 mod pack;
@@ -24,7 +25,7 @@ mod tests;
 mod x86;
 
 #[cfg(target_arch = "x86_64")]
-pub(super) use pack::transpose16;
+pub(super) use pack::{transpose16, transpose16_rows};
 
 /// A microkernel and its register tile.
 pub struct Kernel {
@@ -271,17 +272,13 @@ pub unsafe fn gemm_packed_a_cols(
     a: &PackedA,
     n: usize,
     alpha: f32,
-    b: ImplicitCols,
+    b: Cols,
     beta: f32,
     c: *mut f32,
     ldc: usize,
 ) {
     let k = a.k;
-    assert_eq!(
-        k,
-        b.geom.col_rows(),
-        "gemm: weights and columns differ in depth"
-    );
+    assert_eq!(k, b.rows(), "gemm: weights and columns differ in depth");
     drive(
         a.kern,
         a.m,
@@ -311,14 +308,14 @@ pub unsafe fn gemm_cols_t(
     k: usize,
     alpha: f32,
     a: View,
-    b: ImplicitCols,
+    b: Cols,
     row0: usize,
     beta: f32,
     c: *mut f32,
     ldc: usize,
 ) {
     assert!(
-        row0 + n <= b.geom.col_rows(),
+        row0 + n <= b.rows(),
         "gemm: more rows than the columns have"
     );
     drive(
@@ -451,13 +448,101 @@ impl ImplicitCols<'_> {
     }
 }
 
+/// A convolution's column buffer, never stored, that the driver packs B
+/// strips from: straight from the images, or from their shifted planes.
+#[derive(Clone, Copy)]
+pub enum Cols<'a> {
+    Images(ImplicitCols<'a>),
+    Runs(RunCols<'a>),
+}
+
+impl<'a> From<ImplicitCols<'a>> for Cols<'a> {
+    fn from(c: ImplicitCols<'a>) -> Self {
+        Cols::Images(c)
+    }
+}
+
+impl<'a> From<RunCols<'a>> for Cols<'a> {
+    fn from(c: RunCols<'a>) -> Self {
+        Cols::Runs(c)
+    }
+}
+
+impl Cols<'_> {
+    /// Rows of the column buffer.
+    pub fn rows(&self) -> usize {
+        match self {
+            Cols::Images(c) => c.geom.col_rows(),
+            Cols::Runs(r) => r.rows(),
+        }
+    }
+
+    /// Output positions per image.
+    pub fn positions(&self) -> usize {
+        match self {
+            Cols::Images(c) => c.positions,
+            Cols::Runs(r) => r.positions,
+        }
+    }
+
+    /// The same columns from `c0` columns further on.
+    pub fn from_col(self, c0: usize) -> Self {
+        match self {
+            Cols::Images(c) => Cols::Images(ImplicitCols {
+                col0: c.col0 + c0,
+                ..c
+            }),
+            Cols::Runs(r) => Cols::Runs(RunCols {
+                col0: r.col0 + c0,
+                ..r
+            }),
+        }
+    }
+
+    /// `ImplicitCols::pack` or `RunCols::pack`.
+    ///
+    /// Safety: `dst` has room for `nc.div_ceil(nr)·nr·kc` values.
+    unsafe fn pack(&self, nr: usize, k0: usize, kc: usize, j0: usize, nc: usize, dst: *mut f32) {
+        match self {
+            Cols::Images(c) => c.pack(nr, k0, kc, j0, nc, dst),
+            Cols::Runs(r) => {
+                let dst = std::slice::from_raw_parts_mut(dst, nc.div_ceil(nr) * nr * kc);
+                r.pack(nr, k0, kc, j0, nc, dst)
+            }
+        }
+    }
+
+    /// `ImplicitCols::pack_t` or `RunCols::pack_t`.
+    ///
+    /// Safety: `dst` has room for `nc.div_ceil(nr)·nr·kc` values.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn pack_t(
+        &self,
+        row0: usize,
+        nr: usize,
+        k0: usize,
+        kc: usize,
+        j0: usize,
+        nc: usize,
+        dst: *mut f32,
+    ) {
+        match self {
+            Cols::Images(c) => c.pack_t(row0, nr, k0, kc, j0, nc, dst),
+            Cols::Runs(r) => {
+                let dst = std::slice::from_raw_parts_mut(dst, nc.div_ceil(nr) * nr * kc);
+                r.pack_t(row0, nr, k0, kc, j0, nc, dst)
+            }
+        }
+    }
+}
+
 /// Where the driver gets its B blocks from.
 #[derive(Clone, Copy)]
 enum BSource<'a> {
     View(View),
-    Cols(ImplicitCols<'a>),
+    Cols(Cols<'a>),
     /// The transposed columns, from this row of the column buffer on.
-    ColsT(ImplicitCols<'a>, usize),
+    ColsT(Cols<'a>, usize),
 }
 
 /// Where the driver gets its A blocks from.

@@ -129,8 +129,18 @@ unsafe fn pack_edge(w: usize, live: usize, depth: usize, x: View, d: *mut f32) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe fn transpose16(src: *const f32, ld: usize, dst: *mut f32, ldd: usize) {
+    transpose16_rows(std::array::from_fn(|i| src.add(i * ld)), dst, ldd)
+}
+
+/// `transpose16` of the 16 rows of 16 at `rows` (anywhere in memory).
+///
+/// Safety: the CPU has AVX-512F; each row has 16 readable values, `dst` 16
+/// writable rows of 16.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn transpose16_rows(rows: [*const f32; 16], dst: *mut f32, ldd: usize) {
     use std::arch::x86_64::*;
-    let r: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(src.add(i * ld)));
+    let r: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(rows[i]));
     let mut t = [_mm512_setzero_ps(); 16];
     for i in 0..8 {
         t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);

@@ -234,3 +234,103 @@ fn rows_read_in_place_give_the_packed_products_bits() {
         }
     }
 }
+
+#[test]
+fn strips_packed_from_shifted_planes_equal_strips_packed_from_the_images() {
+    use crate::backend::im2col::ConvGeometry;
+    use crate::backend::shifted::{with_planes, RunCols, ShiftedPlanes};
+    use crate::backend::ImplicitCols;
+
+    use super::Cols;
+    // (channels, input, kernel, pad, stride, dilation, group): padding,
+    // a horizontal stride, dilation, two groups; 35 and 63 positions an
+    // image put image edges inside 16-step chunks and 32-column strips.
+    let cases = [
+        (3, [7, 9], [3, 3], [1, 1], [1, 1], [1, 1], 1),
+        (2, [6, 11], [2, 3], [0, 2], [1, 2], [1, 1], 1),
+        (4, [9, 9], [3, 2], [1, 0], [1, 1], [2, 2], 2),
+        (20, [12, 12], [5, 5], [0, 0], [1, 1], [1, 1], 1),
+    ];
+    let imgs = 3;
+    for (ci, &(channels, input, kernel, pad, stride, dilation, group)) in cases.iter().enumerate() {
+        let g = ConvGeometry {
+            channels,
+            input: input.to_vec(),
+            kernel: kernel.to_vec(),
+            pad: pad.to_vec(),
+            stride: stride.to_vec(),
+            dilation: dilation.to_vec(),
+        };
+        let sp = ShiftedPlanes::new(&g).unwrap();
+        let out = g.output().unwrap();
+        let positions = out[0] * out[1];
+        let in_len = g.image_len();
+        let images = random(imgs * in_len, 40 + ci as u64);
+        let gg = ConvGeometry {
+            channels: channels / group,
+            ..g.clone()
+        };
+        let (rows, cols) = (gg.col_rows(), imgs * positions);
+        with_planes(&sp, group, &images, in_len, imgs, |planes, offs, glen| {
+            for grp in 0..group {
+                let from_images = |col0| {
+                    Cols::Images(ImplicitCols {
+                        geom: &gg,
+                        images: &images[grp * gg.image_len()..],
+                        image_stride: in_len,
+                        positions,
+                        col0,
+                    })
+                };
+                let from_runs = |col0| {
+                    Cols::Runs(RunCols {
+                        planes: &planes[grp * glen..],
+                        image_len: sp.image_len(),
+                        offs,
+                        positions,
+                        col0,
+                    })
+                };
+                let nr = 32;
+                // (col0, k0, kc, j0, nc) for the forward strips: rows are
+                // taps, columns positions across images.
+                for (col0, k0, kc, j0, nc) in [
+                    (0, 0, rows, 0, cols),
+                    (3, 1, rows - 1, 2, cols - 5),
+                    (positions, 0, rows.min(7), 0, positions + 1),
+                ] {
+                    let len = nc.div_ceil(nr) * nr * kc;
+                    let (mut a, mut b) = (vec![f32::NAN; len], vec![f32::NAN; len]);
+                    // SAFETY: each buffer holds the packed block's values.
+                    unsafe {
+                        from_images(col0).pack(nr, k0, kc, j0, nc, a.as_mut_ptr());
+                        from_runs(col0).pack(nr, k0, kc, j0, nc, b.as_mut_ptr());
+                    }
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&a), bits(&b), "case {ci} group {grp} pack {col0} {k0}");
+                }
+                // (col0, row0, k0, kc, j0, nc) for the weight gradient's
+                // transposed strips: steps are positions, columns taps.
+                for (col0, row0, k0, kc, j0, nc) in [
+                    (0, 0, 0, cols, 0, rows),
+                    (0, 1, 16, cols - 16, 3, rows - 4),
+                    (5, 0, 1, cols - 6, 0, rows.min(17)),
+                ] {
+                    let len = nc.div_ceil(nr) * nr * kc;
+                    let (mut a, mut b) = (vec![f32::NAN; len], vec![f32::NAN; len]);
+                    // SAFETY: each buffer holds the packed block's values.
+                    unsafe {
+                        from_images(col0).pack_t(row0, nr, k0, kc, j0, nc, a.as_mut_ptr());
+                        from_runs(col0).pack_t(row0, nr, k0, kc, j0, nc, b.as_mut_ptr());
+                    }
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(&a),
+                        bits(&b),
+                        "case {ci} group {grp} pack_t {col0} {row0} {k0}"
+                    );
+                }
+            }
+        });
+    }
+}

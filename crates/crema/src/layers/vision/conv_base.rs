@@ -9,10 +9,10 @@ use std::rc::Rc;
 use crema_proto::caffe::{ConvolutionParameter, LayerParameter};
 use rayon::prelude::*;
 
-use crate::backend::shifted::{self, ShiftedPlanes};
+use crate::backend::shifted::{self, RunCols, ShiftedPlanes};
 use crate::backend::{
     col2im, col2im_2d_ld, im2col, im2col_2d_ld, mmm_reads_rows, pack_a, sgemm, sgemm_cols_t,
-    sgemm_packed, sgemm_packed_cols, sgemm_packed_rows, ConvGeometry, ImplicitCols, PackedA,
+    sgemm_packed, sgemm_packed_cols, sgemm_packed_rows, Cols, ConvGeometry, ImplicitCols, PackedA,
     Transpose,
 };
 use crate::blob::{Blob, SharedBlob};
@@ -47,6 +47,10 @@ const SHIFTED_MAX_OUTPUTS: usize = 32;
 /// Values of a group's shifted planes up to which the forward reads its
 /// columns in place (`ConvGemm::forward_planes`): 32 KiB.
 const SHIFTED_MAX_PLANES: usize = 1 << 13;
+/// Values of a batched product's shifted planes up to which it packs its
+/// strips from them (`ConvGemm::run_planes`): 512 KiB, LeNet conv2's 8
+/// images take 300 KiB; AlexNet's conv3 takes 600 KiB an image.
+const RUN_PLANES_MAX: usize = 1 << 17;
 /// A batched column buffer holds at most this many values (16 MiB).
 const BATCH_COL_MAX: usize = 1 << 22;
 
@@ -106,8 +110,15 @@ impl ConvGemm {
             return;
         }
         let n = imgs * self.out_spatial;
+        if let Some(sp) = self.run_planes(imgs) {
+            let (il, stage) = (self.in_len(), &mut s.stage);
+            shifted::with_planes(&sp, self.group, input, il, imgs, |planes, offs, glen| {
+                self.forward_cols(|g| self.run_cols(&sp, planes, offs, glen, g), w, n, stage)
+            });
+            return self.unstage(imgs, &s.stage, output);
+        }
         if let Some(gg) = self.implicit_geom() {
-            self.forward_cols(&gg, input, w, n, &mut s.stage);
+            self.forward_cols(|g| self.group_cols(&gg, input, g), w, n, &mut s.stage);
             return self.unstage(imgs, &s.stage, output);
         }
         self.columns(imgs, input, &mut s.col);
@@ -169,8 +180,20 @@ impl ConvGemm {
         }
         let n = imgs * self.out_spatial;
         self.stage(imgs, output, &mut s.stage);
+        if let Some(sp) = self.run_planes(imgs) {
+            let (il, stage, wdiff) = (self.in_len(), &s.stage, &mut s.wdiff);
+            return shifted::with_planes(&sp, self.group, input, il, imgs, |planes, offs, glen| {
+                self.weight_grad_cols(
+                    |g| self.run_cols(&sp, planes, offs, glen, g),
+                    stage,
+                    n,
+                    wdiff,
+                )
+            });
+        }
         if let Some(gg) = self.implicit_geom() {
-            return self.weight_grad_cols(&gg, input, &s.stage, n, &mut s.wdiff);
+            let cols = |g| self.group_cols(&gg, input, g);
+            return self.weight_grad_cols(cols, &s.stage, n, &mut s.wdiff);
         }
         self.columns(imgs, input, &mut s.col);
         let rows = self.rows_per_group();
@@ -230,7 +253,7 @@ impl ConvGemm {
         output: &mut [f32],
     ) {
         let n = self.out_spatial;
-        shifted::with_image_planes(sp, self.group, input, |planes, offs, group_len| {
+        shifted::with_planes(sp, self.group, input, 0, 1, |planes, offs, group_len| {
             for (g, wg) in w.iter().enumerate() {
                 let out = &mut output[g * self.output_offset()..];
                 sgemm_packed_rows(wg, &planes[g * group_len..], offs, n, out, n);
@@ -256,12 +279,11 @@ impl ConvGemm {
     }
 
     /// wdiff += output ⊗ columns for `n` columns of images side by side
-    /// (`output` holds each output channel's `n` values), the columns packed
-    /// straight from the images.
-    fn weight_grad_cols(
+    /// (`output` holds each output channel's `n` values), group g's columns
+    /// `cols(g)`, packed as the product goes.
+    fn weight_grad_cols<'a>(
         &self,
-        gg: &ConvGeometry,
-        input: &[f32],
+        cols: impl Fn(usize) -> Cols<'a>,
         output: &[f32],
         n: usize,
         wdiff: &mut [f32],
@@ -273,7 +295,7 @@ impl ConvGemm {
                 self.kernel_dim,
                 n,
                 &output[g * rows * n..],
-                self.group_cols(gg, input, g),
+                cols(g),
                 1.0,
                 &mut wdiff[g * self.weight_offset()..],
             );
@@ -282,14 +304,48 @@ impl ConvGemm {
 
     /// Group g's columns of the images at `input`, never stored (`gg` from
     /// `implicit_geom`).
-    fn group_cols<'a>(&self, gg: &'a ConvGeometry, input: &'a [f32], g: usize) -> ImplicitCols<'a> {
-        ImplicitCols {
+    fn group_cols<'a>(&self, gg: &'a ConvGeometry, input: &'a [f32], g: usize) -> Cols<'a> {
+        Cols::Images(ImplicitCols {
             geom: gg,
             images: &input[g * gg.image_len()..],
             image_stride: self.in_len(),
             positions: self.out_spatial,
             col0: 0,
+        })
+    }
+
+    /// The shifted planes a batched product packs its strips from (group
+    /// g's columns `run_cols`) instead of from the images: a 2-D window
+    /// with vertical stride 1, not 1x1, and the product's planes (5x LeNet
+    /// conv2's input, 25x fewer values than its columns) within
+    /// `RUN_PLANES_MAX`. Every row of a strip is then a copy of one run
+    /// (forward), and 16 runs transpose in registers into 16 steps of the
+    /// weight gradient's strips, where packing from the images stages each
+    /// row through masked loads first.
+    fn run_planes(&self, imgs: usize) -> Option<ShiftedPlanes> {
+        if self.force_nd || self.is_1x1 || imgs < 2 {
+            return None;
         }
+        ShiftedPlanes::new(&self.geom).filter(|sp| sp.image_len() * imgs <= RUN_PLANES_MAX)
+    }
+
+    /// Group g's columns over the planes `with_planes` built (`offs` and
+    /// `group_len` from it).
+    fn run_cols<'a>(
+        &self,
+        sp: &ShiftedPlanes,
+        planes: &'a [f32],
+        offs: &'a [usize],
+        group_len: usize,
+        g: usize,
+    ) -> Cols<'a> {
+        Cols::Runs(RunCols {
+            planes: &planes[g * group_len..],
+            image_len: sp.image_len(),
+            offs,
+            positions: self.out_spatial,
+            col0: 0,
+        })
     }
 
     /// One group's window, when the forward may pack its columns straight
@@ -302,20 +358,19 @@ impl ConvGemm {
         })
     }
 
-    /// output (`ldc` apart per channel) = W ⊛ images for `n` columns of
-    /// images side by side, without a column buffer.
-    fn forward_cols(
+    /// output (`n` apart per channel) = W ⊛ images for `n` columns of
+    /// images side by side, group g's columns `cols(g)`, without a column
+    /// buffer.
+    fn forward_cols<'a>(
         &self,
-        gg: &ConvGeometry,
-        input: &[f32],
+        cols: impl Fn(usize) -> Cols<'a>,
         w: &[PackedA],
         n: usize,
         output: &mut [f32],
     ) {
         let rows = self.rows_per_group();
         for (g, wg) in w.iter().enumerate() {
-            let cols = self.group_cols(gg, input, g);
-            sgemm_packed_cols(wg, cols, n, &mut output[g * rows * n..], n);
+            sgemm_packed_cols(wg, cols(g), n, &mut output[g * rows * n..], n);
         }
     }
 
@@ -466,7 +521,8 @@ impl ConvGemm {
             return self.forward_shifted(&sp, input, w, output);
         }
         if let Some(gg) = self.implicit_geom() {
-            return self.forward_cols(&gg, input, w, self.out_spatial, output);
+            let cols = |g| self.group_cols(&gg, input, g);
+            return self.forward_cols(cols, w, self.out_spatial, output);
         }
         let col: &[f32] = if self.is_1x1 {
             input
@@ -516,7 +572,8 @@ impl ConvGemm {
     /// wdiff += output ⊗ im2col(input) for one image.
     pub fn weight_grad(&self, input: &[f32], output: &[f32], wdiff: &mut [f32], col: &mut [f32]) {
         if let Some(gg) = self.implicit_geom() {
-            return self.weight_grad_cols(&gg, input, output, self.out_spatial, wdiff);
+            let cols = |g| self.group_cols(&gg, input, g);
+            return self.weight_grad_cols(cols, output, self.out_spatial, wdiff);
         }
         let col: &[f32] = if self.is_1x1 {
             input
