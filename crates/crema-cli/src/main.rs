@@ -2,11 +2,11 @@
 //!
 //! `caffe <action> [flags]` with Caffe's actions and gflags spellings
 //! (`-model x`, `--model=x`): train, test, time, device_query.
-mod test_cmd;
-mod progress;
-mod time;
 #[cfg(feature = "mpi")]
 mod mpi_comm;
+mod progress;
+mod test_cmd;
+mod time;
 mod train;
 
 use crema_cli::{flags, netload};
@@ -67,9 +67,10 @@ fn main() {
     };
     let code = match flags.positional.first().map(String::as_str) {
         Some("device_query") => device_query(&flags),
-        Some("time") => report(time::run(&flags)),
+        // The nets run on a pool thread (`pool::run_on_pool`), as in training.
+        Some("time") => report(crema::backend::pool::run_on_pool(|| time::run(&flags))),
         Some("train") => report(train::run(&flags)),
-        Some("test") => report(test_cmd::run(&flags)),
+        Some("test") => report(crema::backend::pool::run_on_pool(|| test_cmd::run(&flags))),
         Some("dashboard") => report(crema_cli::dashboard::serve_dir(
             flags.positional.get(1).map_or("", String::as_str),
             flags.get("dashboard"),

@@ -135,7 +135,8 @@ pub fn run(flags: &Flags) -> Result<(), String> {
         return train_mpi(job, overlap);
     }
     if workers == 1 {
-        return job.train_replica(0, None);
+        // On a pool thread, so the layers' splits do not wake the pool from outside.
+        return crema::backend::pool::run_on_pool(|| job.train_replica(0, None));
     }
     log::info!("Training data-parallel on {workers} worker threads");
     crema::parallel::train_on_threads(workers as usize, |rank, comm| {

@@ -111,12 +111,10 @@ pub fn sgemm(
 }
 
 /// Whether a product of `madds` multiply-adds should split over the pool:
-/// large enough to pay for it, and not already running on a pool thread
-/// (a batch-parallel loop), where it stays whole.
+/// large enough to pay for it, and not inside another split (a worker's run
+/// of images, `pool::may_split`), where it stays whole.
 fn worth_splitting(madds: usize) -> bool {
-    rayon::current_num_threads() > 1
-        && rayon::current_thread_index().is_none()
-        && madds >= PARALLEL_MIN_FLOPS
+    rayon::current_num_threads() > 1 && super::pool::may_split() && madds >= PARALLEL_MIN_FLOPS
 }
 
 /// `f(start, len)` on one block of `0..total` per pool thread, each a

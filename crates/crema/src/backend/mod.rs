@@ -6,6 +6,7 @@
 pub mod gemm;
 pub mod im2col;
 pub mod mmm;
+pub mod pool;
 pub mod shifted;
 pub mod vecops;
 

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use crema_proto::caffe::{ConvolutionParameter, LayerParameter};
 use rayon::prelude::*;
 
+use crate::backend::pool;
 use crate::backend::shifted::{self, RunCols, ShiftedPlanes};
 use crate::backend::{
     col2im, col2im_2d_ld, im2col, im2col_2d_ld, mmm_reads_rows, pack_a, sgemm, sgemm_cols_t,
@@ -382,7 +383,7 @@ impl ConvGemm {
         if self.force_nd
             || self.geom.input.len() != 2
             || threads < 2
-            || rayon::current_thread_index().is_some()
+            || !pool::may_split()
             || self.col_len() < 1 << 16
         {
             1
@@ -678,7 +679,7 @@ pub fn for_each_run(
         .par_chunks_mut(per * b_dim)
         .zip(scratch.par_iter_mut())
         .enumerate()
-        .for_each(|(i, (bc, s))| f(i * per, bc, s));
+        .for_each(|(i, (bc, s))| pool::nested(|| f(i * per, bc, s)));
 }
 
 /// Kernel, stride, pad and dilation per spatial axis, by Caffe's rules: either

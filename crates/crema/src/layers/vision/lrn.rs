@@ -131,7 +131,7 @@ impl LRNLayer {
         let threads = workers();
         if self.region == NormRegion::ACROSS_CHANNELS
             && num < threads
-            && rayon::current_thread_index().is_none()
+            && crate::backend::pool::may_split()
             && c * h * w >= 1 << 15
         {
             threads.min(h * w)

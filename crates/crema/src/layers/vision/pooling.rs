@@ -14,6 +14,7 @@ use rand::Rng;
 use rayon::prelude::*;
 
 use super::conv_base::check_not_in_place;
+use crate::backend::pool::may_split;
 use crate::blob::SharedBlob;
 use crate::error::{Error, Result};
 use crate::layers::Layer;
@@ -600,7 +601,7 @@ where
 {
     let (p, q) = (win.plane(), win.pooled());
     let it = |(b, (t, m)): (&[f32], (&mut [f32], &mut [f32]))| f(b, t, m);
-    if bottom.len() >= PARALLEL_MIN && rayon::current_thread_index().is_none() {
+    if bottom.len() >= PARALLEL_MIN && may_split() {
         bottom
             .par_chunks(p)
             .zip(top.par_chunks_mut(q).zip(mask.par_chunks_mut(q)))
@@ -815,7 +816,7 @@ impl Layer for PoolingLayer {
                 }
             }
         };
-        if bottom_data.len() >= PARALLEL_MIN && rayon::current_thread_index().is_none() {
+        if bottom_data.len() >= PARALLEL_MIN && may_split() {
             bottom_diff
                 .par_chunks_mut(p)
                 .zip(bottom_data.par_chunks(p))
