@@ -272,6 +272,12 @@ pub fn mmm_reads_rows() -> bool {
     mmm::kernel().reads_rows()
 }
 
+/// Columns of a tile of the kernel `sgemm` uses: `sgemm_packed_rows` reads
+/// each row of B in whole tiles.
+pub fn mmm_tile_cols() -> usize {
+    mmm::kernel().nr
+}
+
 /// `C[m×n] = A·B` with A packed and row p of B the `n` values at
 /// `base[offs[p]..]`, read in place (`mmm::gemm_packed_a_rows`); large
 /// products split their columns over the pool. `base` must hold a kernel

@@ -11,7 +11,7 @@ pub mod shifted;
 pub mod vecops;
 
 pub use gemm::{
-    mmm_reads_rows, pack_a, sgemm, sgemm_cols_t, sgemm_packed, sgemm_packed_cols,
+    mmm_reads_rows, mmm_tile_cols, pack_a, sgemm, sgemm_cols_t, sgemm_packed, sgemm_packed_cols,
     sgemm_packed_rows, sgemv, PackedA, Transpose,
 };
 pub use im2col::{col2im, col2im_2d_ld, im2col, im2col_2d_ld, ConvGeometry};

@@ -12,9 +12,9 @@ use rayon::prelude::*;
 use crate::backend::pool;
 use crate::backend::shifted::{self, RunCols, ShiftedPlanes};
 use crate::backend::{
-    col2im, col2im_2d_ld, im2col, im2col_2d_ld, mmm_reads_rows, pack_a, sgemm, sgemm_cols_t,
-    sgemm_packed, sgemm_packed_cols, sgemm_packed_rows, Cols, ConvGeometry, ImplicitCols, PackedA,
-    Transpose,
+    col2im, col2im_2d_ld, im2col, im2col_2d_ld, mmm_reads_rows, mmm_tile_cols, pack_a, sgemm,
+    sgemm_cols_t, sgemm_packed, sgemm_packed_cols, sgemm_packed_rows, Cols, ConvGeometry,
+    ImplicitCols, PackedA, Transpose,
 };
 use crate::blob::{Blob, SharedBlob};
 use crate::error::{Error, Result};
@@ -163,6 +163,9 @@ impl ConvGemm {
         if imgs == 1 {
             return self.backward_data(output, wt, input, &mut s.col);
         }
+        if self.reads_output_rows() {
+            return self.backward_data_rows(imgs, output, wt, input, s);
+        }
         let n = imgs * self.out_spatial;
         self.stage(imgs, output, &mut s.stage);
         let rows = self.rows_per_group();
@@ -181,6 +184,45 @@ impl ConvGemm {
         let (il, sp) = (self.in_len(), self.out_spatial);
         for (j, im) in input.chunks_exact_mut(il).take(imgs).enumerate() {
             col2im_2d_ld(&self.geom, &s.col[j * sp..], n, im);
+        }
+    }
+
+    /// Whether `backward_data_many` reads each image's output rows in place
+    /// (`backward_data_rows`): a 2-D window, not 1x1, a kernel that reads B
+    /// in place, and outputs a whole number of its tiles wide, so the tile
+    /// reads of the last row stay inside the blob.
+    fn reads_output_rows(&self) -> bool {
+        !self.is_1x1
+            && !self.force_nd
+            && self.geom.input.len() == 2
+            && mmm_reads_rows()
+            && self.out_spatial.is_multiple_of(mmm_tile_cols())
+    }
+
+    /// `backward_data_many` image by image, each group's product reading
+    /// the image's output diff rows where they lie: no staging copy, no B
+    /// strips packed. LeNet conv2 backward 1.98 → 1.86 and 2.00 → 1.93 ms at
+    /// batch 64 against the staged product of 8 images (interleaved best
+    /// of 14, twice).
+    fn backward_data_rows(
+        &self,
+        imgs: usize,
+        output: &[f32],
+        wt: &[PackedA],
+        input: &mut [f32],
+        s: &mut Scratch,
+    ) {
+        let (rows, ps) = (self.rows_per_group(), self.out_spatial);
+        s.offs.clear();
+        s.offs.extend((0..rows).map(|k| k * ps));
+        let (il, ol) = (self.in_len(), self.out_len());
+        for (j, im) in input.chunks_exact_mut(il).take(imgs).enumerate() {
+            for (g, wg) in wt.iter().enumerate() {
+                let dy = &output[j * ol + g * rows * ps..];
+                let col = &mut s.col[g * self.kernel_dim * ps..];
+                sgemm_packed_rows(wg, dy, &s.offs, ps, col, ps);
+            }
+            col2im_2d_ld(&self.geom, &s.col, ps, im);
         }
     }
 
@@ -633,6 +675,8 @@ pub struct Scratch {
     pub wdiff: Vec<f32>,
     /// Outputs (or output diffs) of a batched product, side by side.
     pub stage: Vec<f32>,
+    /// Where each row of a product's B starts, for products that read B in place.
+    pub offs: Vec<usize>,
 }
 
 thread_local! {

@@ -405,6 +405,16 @@ fn images_batched_into_one_product_match_image_by_image() {
     let mut deconv = conv(grouped);
     deconv.set_type("Deconvolution".into());
     matches_image_by_image(&deconv, [7, 3, 4, 3]);
+    // Outputs a whole number of kernel tiles wide (8x4, 8x8): the bottom
+    // diff's products read each image's output diff rows in place.
+    let same = |cp: &mut ConvolutionParameter| {
+        cp.set_num_output(6);
+        cp.set_group(3);
+        cp.kernel_size = vec![3];
+        cp.pad = vec![1];
+    };
+    matches_image_by_image(&conv(same), [7, 3, 8, 4]);
+    matches_image_by_image(&conv(same), [5, 6, 8, 8]);
     // Large enough that a batch of one splits im2col/col2im by channel over
     // the pool (the batch-1 side), against whole images per worker.
     let wide = |cp: &mut ConvolutionParameter| {
