@@ -401,21 +401,15 @@ impl Layer for ConvolutionLayer {
                                 }
                             }
                         }
-                        if reverse {
-                            // Deconvolution: its input (for the GEMM) is the top.
-                            if shifted.is_none() {
-                                gemm.weight_grad_many(imgs, td, bd, s);
-                            }
-                            if down {
-                                gemm.forward_many(imgs, td, packed, dc, s);
-                            }
-                        } else {
-                            if shifted.is_none() {
-                                gemm.weight_grad_many(imgs, bd, td, s);
-                            }
-                            if down {
-                                gemm.backward_data_many(imgs, td, packed, dc, s);
-                            }
+                        // Deconvolution: its input (for the GEMM) is the top.
+                        let (input, output) = if reverse { (td, bd) } else { (bd, td) };
+                        if shifted.is_none() {
+                            gemm.weight_grad_many(imgs, input, output, s);
+                        }
+                        if down && reverse {
+                            gemm.forward_many(imgs, td, packed, dc, s);
+                        } else if down {
+                            gemm.backward_data_many(imgs, td, packed, dc, s);
                         }
                     }
                 });
