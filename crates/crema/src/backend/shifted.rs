@@ -134,8 +134,8 @@ impl ShiftedPlanes {
 impl ShiftedPlanes {
     /// `fill` at horizontal stride 1: each row of 16 plane values is one
     /// masked load (lanes in the padding not read, left zero) and one store.
-    /// The row loop with its slice copies and zero fills cost 5x as much:
-    /// 11 % of LeNet conv2's time at one thread, this 2 %.
+    /// The row loop with its slice copies and zero fills cost 2.4x as much:
+    /// 11 % of LeNet conv2's time at one thread, this 5 %.
     ///
     /// Safety: the CPU has AVX-512F; `src` is one `h × w` channel and `dst`
     /// its `channel_len()` plane values.
@@ -173,23 +173,6 @@ impl ShiftedPlanes {
                 }
             }
         }
-    }
-}
-
-/// Row r of `strip` (rows of 32) = the 32 values at `planes[offs[r]..]`,
-/// in two register moves: the generic row copy goes 16 bytes at a time.
-///
-/// Safety: the CPU has AVX-512F; `strip` has `offs.len()` rows of 32 and
-/// every run lies inside `planes`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn copy_runs32(strip: &mut [f32], planes: &[f32], offs: &[usize]) {
-    use std::arch::x86_64::*;
-    debug_assert!(strip.len() >= offs.len() * 32);
-    for (r, &o) in offs.iter().enumerate() {
-        let (src, dst) = (planes.as_ptr().add(o), strip.as_mut_ptr().add(r * 32));
-        _mm512_storeu_ps(dst, _mm512_loadu_ps(src));
-        _mm512_storeu_ps(dst.add(16), _mm512_loadu_ps(src.add(16)));
     }
 }
 
@@ -257,9 +240,10 @@ pub fn with_planes<R>(
 /// A convolution's column buffer over shifted planes (`with_planes`),
 /// images side by side: row k of image i's columns is the run of
 /// `positions` values at `planes[i·image_len + offs[k]..]`. The GEMM packs
-/// its B strips from it by copying runs (`pack`) or transposing 16 of them
-/// at a time (`pack_t`), where the image-side packing (`ImplicitCols`)
-/// masks and stages every row.
+/// its B strips from it by copying runs (`pack`: the forward, where the
+/// kernel cannot read the rows in place) or transposing 16 of them at a
+/// time (`pack_t`: the weight gradient), where the image-side packing
+/// (`ImplicitCols`) masks and stages every row.
 #[derive(Clone, Copy)]
 pub struct RunCols<'a> {
     pub planes: &'a [f32],
@@ -311,15 +295,6 @@ impl RunCols<'_> {
             // Column j's offset in its image's planes, less its row's run start.
             let base = self.at(0, j) - self.offs[0];
             let offs = &self.offs[k0..k0 + kc];
-            #[cfg(target_arch = "x86_64")]
-            if whole && nr == 32 && fast() {
-                let reach = offs.iter().max().map_or(0, |&o| base + o + 32);
-                assert!(reach <= self.planes.len());
-                // SAFETY: AVX-512F is present; every run of 32 lies in the
-                // planes (asserted), the strip holds kc rows of 32.
-                unsafe { copy_runs32(strip, &self.planes[base..], offs) };
-                continue;
-            }
             for (r, row) in strip.chunks_exact_mut(nr).enumerate() {
                 if whole {
                     let at = base + offs[r];
