@@ -121,10 +121,10 @@ impl ConvGemm {
                 // Each image's column rows read in place, no strip packed:
                 // LeNet conv2 0.94 → 0.83 ms against strips copied from the
                 // runs (interleaved best of 8, twice).
-                let (ps, il) = (self.out_spatial, sp.image_len());
+                let (ps, plen) = (self.out_spatial, sp.image_len());
                 for j in 0..imgs {
                     let out = &mut stage[j * ps..];
-                    self.forward_rows(&planes[j * il..], offs, glen, w, out, n);
+                    self.forward_rows(&planes[j * plen..], offs, glen, w, out, n);
                 }
             });
             return self.unstage(imgs, &s.stage, output);
@@ -383,14 +383,15 @@ impl ConvGemm {
         })
     }
 
-    /// The shifted planes a batched product packs its strips from (group
-    /// g's columns `run_cols`) instead of from the images: a 2-D window
-    /// with vertical stride 1, not 1x1, and the product's planes (5x LeNet
-    /// conv2's input, 25x fewer values than its columns) within
-    /// `RUN_PLANES_MAX`. Every row of a strip is then a copy of one run
-    /// (forward), and 16 runs transpose in registers into 16 steps of the
-    /// weight gradient's strips, where packing from the images stages each
-    /// row through masked loads first.
+    /// The shifted planes a batched product builds for its images instead
+    /// of packing its strips from the images: a 2-D window with vertical
+    /// stride 1, not 1x1, and the product's planes (5x LeNet conv2's input,
+    /// 25x fewer values than its columns) within `RUN_PLANES_MAX`. The
+    /// forward then reads each image's column rows in place (`forward_rows`;
+    /// a kernel that cannot, copies them into strips: `run_cols`), and the
+    /// weight gradient transposes 16 runs in registers into 16 steps of its
+    /// strips, where packing from the images stages each row through masked
+    /// loads first.
     fn run_planes(&self, imgs: usize) -> Option<ShiftedPlanes> {
         if self.force_nd || self.is_1x1 || imgs < 2 {
             return None;
