@@ -69,12 +69,45 @@ fn uniform(data: &mut [f32], lo: f32, hi: f32) -> std::result::Result<(), String
     if lo.is_nan() || hi.is_nan() || lo > hi {
         return Err(format!("min ({lo}) must not exceed max ({hi})"));
     }
+    if lo == hi {
+        data.fill(lo);
+        return Ok(());
+    }
     with_rng(|r| {
-        for v in data.iter_mut() {
-            *v = if lo == hi { lo } else { r.gen_range(lo..hi) };
+        if !one_draw_each(lo, hi) {
+            // A draw can round up to `hi`, which gen_range draws again for.
+            data.iter_mut().for_each(|v| *v = r.gen_range(lo..hi));
+        } else {
+            uniform_bulk(r, data, lo, hi - lo);
         }
     });
     Ok(())
+}
+
+/// gen_range(lo..hi)'s value for one 32-bit draw: 23 random mantissa bits as
+/// a value in [0, 1), times the width, plus lo (not fused, like rand).
+fn from_draw(u: u32, lo: f32, scale: f32) -> f32 {
+    let unit = f32::from_bits((u >> 9) | 0x3f80_0000) - 1.0;
+    unit * scale + lo
+}
+
+/// Whether every draw gives a value below `hi`, so that gen_range takes
+/// exactly one draw per value (true unless `hi - lo` rounds up at the top).
+fn one_draw_each(lo: f32, hi: f32) -> bool {
+    let scale = hi - lo;
+    scale.is_finite() && from_draw(u32::MAX, lo, scale) < hi
+}
+
+/// `data[i] = gen_range(lo..lo + scale)` for every i in turn, with the same
+/// draws and the generator left where those calls leave it (`one_draw_each`
+/// must hold), but the draws made in bulk (`rng::fill_u32`): DummyData's
+/// uniform refill of AlexNet's batch of 64 (9.9M values) took 36 ms of a
+/// 2.3 s training iteration one value at a time, 9 ms this way.
+fn uniform_bulk(r: &mut rand_chacha::ChaCha8Rng, data: &mut [f32], lo: f32, scale: f32) {
+    crate::rng::fill_u32(r, crate::rng::as_words(data));
+    for v in data.iter_mut() {
+        *v = from_draw(v.to_bits(), lo, scale);
+    }
 }
 
 fn normal(data: &mut [f32], mean: f32, std: f32) -> std::result::Result<(), String> {
@@ -220,6 +253,45 @@ mod tests {
         let (mean, std) = stats(b.data());
         assert!((mean - 1.0).abs() < 0.02, "mean {mean}");
         assert!((std - 6.0 / 12f64.sqrt()).abs() < 0.02, "std {std}");
+    }
+
+    #[test]
+    fn bulk_uniform_gives_gen_ranges_values_and_leaves_the_generator_where_it_does() {
+        use crate::rng::with_rng;
+        // Sizes below, at and across the parallel part size; ranges whose top
+        // draw stays below hi (so one draw each), including an unaligned start.
+        for (n, lo, hi, skip) in [
+            (7, -2.0f32, 4.0f32, 0),
+            (1 << 16, -100.0, 100.0, 3),
+            (150_001, 0.0, 1.0, 5),
+        ] {
+            set_random_seed(9);
+            let reference: Vec<f32> = with_rng(|r| {
+                (0..skip).for_each(|_| {
+                    r.gen::<u32>();
+                });
+                (0..n).map(|_| r.gen_range(lo..hi)).collect()
+            });
+            let after = with_rng(|r| r.gen::<u64>());
+            set_random_seed(9);
+            with_rng(|r| {
+                (0..skip).for_each(|_| {
+                    r.gen::<u32>();
+                })
+            });
+            let mut got = vec![0f32; n];
+            assert!(one_draw_each(lo, hi));
+            uniform(&mut got, lo, hi).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert!(bits(&got) == bits(&reference), "n {n}: values differ");
+            assert_eq!(
+                with_rng(|r| r.gen::<u64>()),
+                after,
+                "n {n}: generator left elsewhere"
+            );
+        }
+        // Whether a top draw rounds up to hi is what picks the path.
+        assert!(!one_draw_each(1.0, 1.0 + f32::EPSILON));
     }
 
     #[test]

@@ -6,7 +6,6 @@
 //! `1 - ratio` instead. Either way the expected output is the same in both
 //! phases. The phase is the LayerParameter's `phase`, which the net sets.
 use crema_proto::caffe::{LayerParameter, Phase};
-use rand::Rng;
 
 use super::{propagates, reshape_like, same_blob};
 use crate::blob::SharedBlob;
@@ -95,11 +94,13 @@ impl Layer for DropoutLayer {
         if self.train {
             let keep = 1.0 - self.ratio;
             let scale = self.train_scale();
-            rng::with_rng(|r| {
-                for m in self.mask.iter_mut() {
-                    *m = if r.gen::<f32>() < keep { scale } else { 0.0 };
-                }
-            });
+            // One draw per value, made in bulk; each is what `r.gen::<f32>()`
+            // makes of it: its top 24 bits over 2^24.
+            rng::with_rng(|r| rng::fill_u32(r, rng::as_words(&mut self.mask)));
+            for m in self.mask.iter_mut() {
+                let u = (m.to_bits() >> 8) as f32 * (1.0 / (1u32 << 24) as f32);
+                *m = if u < keep { scale } else { 0.0 };
+            }
             let mask = &self.mask;
             scale_into(&bottom[0], &top[0], false, |i| mask[i]);
         } else {
@@ -186,6 +187,41 @@ mod tests {
         l.reshape(&[b.clone()], &[t2.clone()]).unwrap();
         l.forward(&[b], &[t2.clone()]).unwrap();
         assert_eq!(t1.borrow().data(), t2.borrow().data());
+    }
+
+    #[test]
+    fn the_mask_keeps_where_one_draw_per_value_falls_below_keep() {
+        // The reference draws `gen::<f32>()` value by value from the same
+        // seed; the layer draws in bulk, over the pool for this size.
+        use rand::Rng;
+        let n = 200_003;
+        rng::set_random_seed(21);
+        let scale = 1.0 / (1.0 - 0.4f32);
+        let want: Vec<f32> = rng::with_rng(|r| {
+            (0..n)
+                .map(|_| {
+                    if r.gen::<f32>() < 1.0 - 0.4f32 {
+                        scale
+                    } else {
+                        0.0
+                    }
+                })
+                .collect()
+        });
+        let next = rng::with_rng(|r| r.gen::<u32>());
+        rng::set_random_seed(21);
+        let mut l = layer(&dropout(Phase::TRAIN, Some(0.4), None));
+        let (b, t) = (blob(&[n], &vec![1.0; n]), empty());
+        run(&mut *l, &[b], &[t.clone()]);
+        assert!(
+            t.borrow().data() == want,
+            "mask differs from the value-by-value draws"
+        );
+        assert_eq!(
+            rng::with_rng(|r| r.gen::<u32>()),
+            next,
+            "generator left elsewhere"
+        );
     }
 
     #[test]
