@@ -60,13 +60,22 @@ pub struct LRNLayer {
 }
 
 /// A worker's buffers: two images (the scale and a window sum) and one h·w
-/// plane for the separable square window.
+/// plane for the separable square window; across channels, a band of
+/// positions uses `band_len` values of each and of `band`.
 #[derive(Default)]
 struct Scratch {
     scale: Vec<f32>,
     sum: Vec<f32>,
     plane: Vec<f32>,
+    band: Vec<f32>,
 }
+
+/// Values (channels × positions) of one band of an image across channels:
+/// the band's buffers and its rows of x, y and the diffs stay in L2 (128 KiB
+/// each), where AlexNet's norm1 image (96 × 55 × 55, 1.1 MiB an array) did
+/// not. Alone, norm1's forward at batch 64 went 15.8 → 14.0 ms this way; the
+/// AVX-512 build (`forward_positions`) took it to 10.5-11.2 ms.
+const BAND_VALUES: usize = 1 << 15;
 
 impl LRNLayer {
     pub fn new(param: &LayerParameter) -> Result<Box<dyn Layer>> {
@@ -140,45 +149,179 @@ impl LRNLayer {
         }
     }
 
+    /// Positions per band of an image across channels (`BAND_VALUES`), a
+    /// multiple of 16 unless it is the whole plane.
+    fn band_len(&self) -> usize {
+        let (c, h, w) = self.chw;
+        let len = (BAND_VALUES / c.max(1)).max(16) / 16 * 16;
+        len.min(h * w)
+    }
+
     /// Forward of one image, its positions in `bands` bands on the pool. Each
     /// position sees the same operations as in the whole-image pass.
     fn forward_in_bands(&mut self, x: &[f32], y: &mut [f32]) {
         let (c, h, w) = self.chw;
-        let (hw, half, beta) = (h * w, self.size / 2, self.beta);
-        let (coeff, base) = (self.alpha / self.window_len(), self.base());
+        let hw = h * w;
         let parts = self.bands(1);
         let bw = hw.div_ceil(parts);
         let out = SendPtr(y.as_mut_ptr());
         assert!(x.len() >= c * hw && y.len() >= c * hw);
-        self.scratch
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let this = &*self;
+        scratch
             .par_iter_mut()
             .take(parts)
             .enumerate()
             .for_each(|(i, s)| {
                 let p0 = i * bw;
-                if p0 >= hw {
-                    return;
-                }
-                let len = bw.min(hw - p0);
-                let (sq, sc) = (&mut s.sum[..c * len], &mut s.scale[..c * len]);
-                for (ch, o) in sq.chunks_exact_mut(len).enumerate() {
-                    let xs = &x[ch * hw + p0..][..len];
-                    o.iter_mut().zip(xs).for_each(|(o, &v)| *o = v * v);
-                }
-                slide_rows(sq, sc, c, len, half);
-                sc.iter_mut().for_each(|v| *v = base + coeff * *v);
-                with_neg_pow!(beta, pow => {
-                    for (ch, scs) in sc.chunks_exact(len).enumerate() {
-                        let at = ch * hw + p0;
-                        // SAFETY: band i alone writes positions p0..p0+len of
-                        // every channel of y, which holds c·hw values.
-                        let ys = unsafe { std::slice::from_raw_parts_mut(out.get().add(at), len) };
-                        for ((o, &v), &scv) in ys.iter_mut().zip(&x[at..at + len]).zip(scs) {
-                            *o = v * pow(scv);
-                        }
-                    }
-                });
+                let end = (p0 + bw).min(hw);
+                // SAFETY: part i alone writes positions p0..end of every
+                // channel of y, which holds c·hw values.
+                unsafe { this.forward_positions(x, &out, p0, end, s) };
             });
+        self.scratch = scratch;
+    }
+
+    /// Forward (across channels) of positions `p0..end` of one image `x`
+    /// into the image at `y`, band by band.
+    ///
+    /// # Safety
+    /// `y` holds c·h·w values and nothing else reads or writes those
+    /// positions of it meanwhile.
+    #[inline(always)]
+    unsafe fn forward_body(&self, x: &[f32], y: &SendPtr, p0: usize, end: usize, s: &mut Scratch) {
+        let (c, h, w) = self.chw;
+        let (hw, half, beta) = (h * w, self.size / 2, self.beta);
+        let (coeff, base) = (self.alpha / self.window_len(), self.base());
+        let band = self.band_len();
+        for b0 in (p0..end).step_by(band.max(1)) {
+            let len = band.min(end - b0);
+            let (sq, sc) = (&mut s.sum[..c * len], &mut s.scale[..c * len]);
+            for (ch, o) in sq.chunks_exact_mut(len).enumerate() {
+                let xs = &x[ch * hw + b0..][..len];
+                o.iter_mut().zip(xs).for_each(|(o, &v)| *o = v * v);
+            }
+            slide_rows(sq, sc, c, len, half);
+            sc.iter_mut().for_each(|v| *v = base + coeff * *v);
+            with_neg_pow!(beta, pow => {
+                for (ch, scs) in sc.chunks_exact(len).enumerate() {
+                    let at = ch * hw + b0;
+                    let ys = std::slice::from_raw_parts_mut(y.get().add(at), len);
+                    for ((o, &v), &scv) in ys.iter_mut().zip(&x[at..at + len]).zip(scs) {
+                        *o = v * pow(scv);
+                    }
+                }
+            });
+        }
+    }
+
+    /// Backward (across channels) of one image, band by band: the same
+    /// operations per position as `backward`'s whole-image passes.
+    #[inline(always)]
+    fn backward_body(&self, x: &[f32], y: &[f32], g: &[f32], bd: &mut [f32], s: &mut Scratch) {
+        let (c, h, w) = self.chw;
+        let (hw, half, beta) = (h * w, self.size / 2, self.beta);
+        let (coeff, base) = (self.alpha / self.window_len(), self.base());
+        let ratio = 2.0 * self.alpha * self.beta / self.window_len();
+        let band = self.band_len();
+        for b0 in (0..hw).step_by(band.max(1)) {
+            let len = band.min(hw - b0);
+            let n = c * len;
+            let (sq, sc, t) = (&mut s.sum[..n], &mut s.scale[..n], &mut s.band[..n]);
+            let rows = |ch: usize| ch * hw + b0..ch * hw + b0 + len;
+            for (ch, o) in sq.chunks_exact_mut(len).enumerate() {
+                o.iter_mut()
+                    .zip(&x[rows(ch)])
+                    .for_each(|(o, &v)| *o = v * v);
+            }
+            slide_rows(sq, sc, c, len, half);
+            sc.iter_mut().for_each(|v| *v = base + coeff * *v);
+            for (ch, (o, scs)) in t
+                .chunks_exact_mut(len)
+                .zip(sc.chunks_exact(len))
+                .enumerate()
+            {
+                let r = rows(ch);
+                o.iter_mut()
+                    .zip(g[r.clone()].iter().zip(&y[r]).zip(scs))
+                    .for_each(|(d, ((&g, &y), &s))| *d = g * y / s);
+            }
+            slide_rows(t, sq, c, len, half);
+            with_neg_pow!(beta, pow => {
+                for (ch, (scs, av)) in sc.chunks_exact(len).zip(sq.chunks_exact(len)).enumerate() {
+                    let r = rows(ch);
+                    for (((d, &xv), &gv), (&sv, &av)) in bd[r.clone()]
+                        .iter_mut()
+                        .zip(&x[r.clone()])
+                        .zip(&g[r])
+                        .zip(scs.iter().zip(av))
+                    {
+                        *d = gv * pow(sv) - ratio * xv * av;
+                    }
+                }
+            });
+        }
+    }
+
+    /// `forward_body`, compiled for AVX-512 where the CPU has it: the square
+    /// roots and divisions of s^−β then take 16 values an instruction instead
+    /// of 4 (same bits: both round correctly). norm1 of AlexNet at batch 64
+    /// in its net: forward 19.6 → 15.9 ms, backward 32.5 → 26.2 ms with the
+    /// bands (interleaved best of 2 to 3; alone 1.7x).
+    ///
+    /// # Safety
+    /// As for `forward_body`.
+    unsafe fn forward_positions(
+        &self,
+        x: &[f32],
+        y: &SendPtr,
+        p0: usize,
+        end: usize,
+        s: &mut Scratch,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if avx512() {
+            return self.forward_avx512(x, y, p0, end, s);
+        }
+        self.forward_body(x, y, p0, end, s)
+    }
+
+    /// `backward_body`, compiled for AVX-512 where the CPU has it.
+    fn backward_positions(&self, x: &[f32], y: &[f32], g: &[f32], bd: &mut [f32], s: &mut Scratch) {
+        #[cfg(target_arch = "x86_64")]
+        if avx512() {
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe { self.backward_avx512(x, y, g, bd, s) };
+        }
+        self.backward_body(x, y, g, bd, s)
+    }
+
+    /// Safety: as for `forward_body`, and the CPU has AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn forward_avx512(
+        &self,
+        x: &[f32],
+        y: &SendPtr,
+        p0: usize,
+        end: usize,
+        s: &mut Scratch,
+    ) {
+        self.forward_body(x, y, p0, end, s)
+    }
+
+    /// Safety: the CPU has AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn backward_avx512(
+        &self,
+        x: &[f32],
+        y: &[f32],
+        g: &[f32],
+        bd: &mut [f32],
+        s: &mut Scratch,
+    ) {
+        self.backward_body(x, y, g, bd, s)
     }
 
     /// `scale = base + α/len · Σ_window x²` for one image; `sq` receives x².
@@ -204,6 +347,7 @@ impl SendPtr {
 /// Window sums over the outer axis of `count` rows of `len` values: row i of
 /// `dst` is the sum of the rows i−half..=i+half of `src` that exist. Each row
 /// is the previous one plus the row entering and minus the row leaving.
+#[inline(always)]
 fn slide_rows(src: &[f32], dst: &mut [f32], count: usize, len: usize, half: usize) {
     if len == 0 || count == 0 {
         return;
@@ -255,6 +399,12 @@ fn slide_along(src: &[f32], dst: &mut [f32], half: usize) {
     }
 }
 
+/// Whether this CPU runs the AVX-512 builds of the band passes.
+#[cfg(target_arch = "x86_64")]
+fn avx512() -> bool {
+    is_x86_feature_detected!("avx512f")
+}
+
 impl Layer for LRNLayer {
     fn type_name(&self) -> &'static str {
         "LRN"
@@ -278,10 +428,12 @@ impl Layer for LRNLayer {
         let dim = shape[1] * shape[2] * shape[3];
         self.scratch
             .resize_with(runs.max(self.bands(shape[0])), Scratch::default);
+        let band = shape[1] * self.band_len();
         for s in &mut self.scratch {
             s.scale.resize(dim, 0.0);
             s.sum.resize(dim, 0.0);
             s.plane.resize(shape[2] * shape[3], 0.0);
+            s.band.resize(band, 0.0);
         }
         Ok(())
     }
@@ -315,6 +467,11 @@ impl Layer for LRNLayer {
             .zip(scratch.par_iter_mut())
             .for_each(|((xs, ys), s)| {
                 for (x, y) in xs.chunks_exact(dim).zip(ys.chunks_exact_mut(dim)) {
+                    if this.region == NormRegion::ACROSS_CHANNELS {
+                        // SAFETY: y is this image's own c·h·w values.
+                        unsafe { this.forward_positions(x, &SendPtr(y.as_mut_ptr()), 0, h * w, s) };
+                        continue;
+                    }
                     this.scale_of(x, y, &mut s.scale, &mut s.plane);
                     with_neg_pow!(beta, pow => {
                         for ((o, &v), &sc) in y.iter_mut().zip(x).zip(s.scale.iter()) {
@@ -360,6 +517,10 @@ impl Layer for LRNLayer {
                     let n = r * per + j;
                     let span = n * dim..(n + 1) * dim;
                     let (x, y, g) = (&x[span.clone()], &y[span.clone()], &g[span]);
+                    if this.region == NormRegion::ACROSS_CHANNELS {
+                        this.backward_positions(x, y, g, bd, s);
+                        continue;
+                    }
                     this.scale_of(x, bd, &mut s.scale, &mut s.plane);
                     bd.iter_mut()
                         .zip(g.iter().zip(y).zip(&s.scale))
@@ -387,6 +548,7 @@ impl Layer for LRNLayer {
 }
 
 #[cfg(test)]
+#[allow(clippy::cloned_ref_to_slice_refs)] // `&[blob.clone()]` reads best in tests
 mod tests {
     use crema_proto::caffe::lrnparameter::NormRegion;
     use crema_proto::caffe::LayerParameter;
@@ -479,6 +641,69 @@ mod tests {
                 .zip(whole)
                 .all(|(a, b)| a.to_bits() == b.to_bits()));
         }
+    }
+
+    #[test]
+    fn images_of_several_bands_match_a_direct_sum_forward_and_backward() {
+        // 8 channels of 70x70: 4900 positions in bands of 4096. The reference
+        // sums each window directly in f64 (no running sums, no bands).
+        let (n, c, hw, size) = (2, 8, 70 * 70, 5usize);
+        let (alpha, beta, k) = (0.3f64, 0.75f64, 2.0f64);
+        let p = lrn(
+            NormRegion::ACROSS_CHANNELS,
+            size as u32,
+            0.3,
+            0.75,
+            Some(2.0),
+        );
+        let (b, t) = (Blob::shared(&[n, c, 70, 70]), empty());
+        fill_uniform(&b, -3.0, 3.0, 17);
+        let mut l = layer(&p);
+        run(l.as_mut(), &[b.clone()], &[t.clone()]);
+        for (i, d) in t.borrow_mut().diff_mut().iter_mut().enumerate() {
+            *d = ((i * 7919) % 2001) as f32 / 1000.0 - 1.0;
+        }
+        l.backward(&[t.clone()], &[true], &[b.clone()]).unwrap();
+        let (b, t) = (b.borrow(), t.borrow());
+        let (x, y, g, dx) = (b.data(), t.data(), t.diff(), b.diff());
+        let at = |img: usize, ch: usize, p: usize| (img * c + ch) * hw + p;
+        let win = |ch: usize| ch.saturating_sub(size / 2)..(ch + size / 2 + 1).min(c);
+        let scale = |img, ch, p| {
+            k + alpha / size as f64
+                * win(ch)
+                    .map(|i| (x[at(img, i, p)] as f64).powi(2))
+                    .sum::<f64>()
+        };
+        let y_of = |q: usize, s: f64| x[q] as f64 * s.powf(-beta);
+        let mut worst = (0f64, 0f64);
+        for img in 0..n {
+            for ch in 0..c {
+                for p in 0..hw {
+                    let j = at(img, ch, p);
+                    let s = scale(img, ch, p);
+                    let want_y = y_of(j, s);
+                    let around: f64 = win(ch)
+                        .map(|i| {
+                            let q = at(img, i, p);
+                            let si = scale(img, i, p);
+                            g[q] as f64 * y_of(q, si) / si
+                        })
+                        .sum();
+                    let want_dx = g[j] as f64 * s.powf(-beta)
+                        - 2.0 * alpha * beta / size as f64 * x[j] as f64 * around;
+                    worst.0 = worst
+                        .0
+                        .max((y[j] as f64 - want_y).abs() / want_y.abs().max(1e-3));
+                    worst.1 = worst
+                        .1
+                        .max((dx[j] as f64 - want_dx).abs() / want_dx.abs().max(1e-3));
+                }
+            }
+        }
+        assert!(
+            worst.0 < 1e-5 && worst.1 < 1e-4,
+            "relative errors {worst:?}"
+        );
     }
 
     #[test]
