@@ -103,9 +103,9 @@ for name, i in [("inference b1 ", 1), ("inference b64", 2)]:
           f" crema/ORT {best:.2f}x (best) {med:.2f}x (median): {verdict}")
 pct_best = 100 * GFLOP * 64 * 3 / (min(train) / 1e3) / best_roof
 pct_med = 100 * GFLOP * 64 * 3 / (statistics.median(train) / 1e3) / best_roof
+verdict = "met" if pct_med >= 50 else ("met on best rounds only" if pct_best >= 50 else "not met")
 print(f"   training b64: {summary('ms', train)}; 50 % of the best roof is {need:.0f} ms;"
-      f" {pct_best:.1f} % (best) {pct_med:.1f} % (median) of it:"
-      f" {'met' if pct_best >= 50 else 'not met'}")
+      f" {pct_best:.1f} % (best) {pct_med:.1f} % (median) of it: {verdict}")
 rss = max(x[4] for x in rows)
 print(f"   peak RSS, training b64: {rss:.0f} MiB (Caffe 1143): {'met' if rss < 1143 else 'not met'}")
 
