@@ -59,9 +59,10 @@ pub struct LRNLayer {
     scratch: Vec<Scratch>,
 }
 
-/// A worker's buffers: two images (the scale and a window sum) and one h·w
-/// plane for the separable square window; across channels, a band of
-/// positions uses `band_len` values of each and of `band`.
+/// A worker's buffers. Within a channel: two images (the scale and a window
+/// sum) and one h·w plane for the separable square window. Across channels:
+/// the scale, the window sum and `band`, one band of positions each
+/// (channels × `band_len` values).
 #[derive(Default)]
 struct Scratch {
     scale: Vec<f32>,
@@ -428,11 +429,18 @@ impl Layer for LRNLayer {
         let dim = shape[1] * shape[2] * shape[3];
         self.scratch
             .resize_with(runs.max(self.bands(shape[0])), Scratch::default);
-        let band = shape[1] * self.band_len();
+        // Across channels the passes go band by band; within a channel,
+        // image by image with a plane for the separable window.
+        let (whole, plane, band) = if self.region == NormRegion::ACROSS_CHANNELS {
+            let band = shape[1] * self.band_len();
+            (band, 0, band)
+        } else {
+            (dim, shape[2] * shape[3], 0)
+        };
         for s in &mut self.scratch {
-            s.scale.resize(dim, 0.0);
-            s.sum.resize(dim, 0.0);
-            s.plane.resize(shape[2] * shape[3], 0.0);
+            s.scale.resize(whole, 0.0);
+            s.sum.resize(whole, 0.0);
+            s.plane.resize(plane, 0.0);
             s.band.resize(band, 0.0);
         }
         Ok(())
