@@ -9,6 +9,7 @@ pub mod mmm;
 pub mod pool;
 pub mod shifted;
 pub mod vecops;
+pub mod winograd;
 
 pub use gemm::{
     mmm_reads_rows, mmm_tile_cols, pack_a, sgemm, sgemm_cols_t, sgemm_packed, sgemm_packed_cols,

@@ -18,7 +18,7 @@ use super::im2col::{im2col_2d_strips, im2col_2d_strips_t, ConvGeometry};
 use super::shifted::RunCols;
 
 mod generic;
-mod pack;
+pub(crate) mod pack;
 #[cfg(test)]
 mod tests;
 #[cfg(target_arch = "x86_64")]

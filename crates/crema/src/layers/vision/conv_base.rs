@@ -11,6 +11,7 @@ use rayon::prelude::*;
 
 use crate::backend::pool;
 use crate::backend::shifted::{self, RunCols, ShiftedPlanes};
+use crate::backend::winograd::Winograd;
 use crate::backend::{
     col2im, col2im_2d_ld, im2col, im2col_2d_ld, mmm_reads_rows, mmm_tile_cols, pack_a, sgemm,
     sgemm_cols_t, sgemm_packed, sgemm_packed_cols, sgemm_packed_rows, Cols, ConvGeometry,
@@ -52,6 +53,9 @@ const SHIFTED_MAX_PLANES: usize = 1 << 13;
 /// strips from them (`ConvGemm::run_planes`): 512 KiB, LeNet conv2's 8
 /// images take 300 KiB; AlexNet's conv3 takes 600 KiB an image.
 const RUN_PLANES_MAX: usize = 1 << 17;
+/// Input and output channels per group from which `ConvGemm::winograd`
+/// takes a 5×5 convolution.
+const WINOGRAD_MIN_CHANNELS: usize = 8;
 /// A batched column buffer holds at most this many values (16 MiB).
 const BATCH_COL_MAX: usize = 1 << 22;
 
@@ -279,6 +283,26 @@ impl ConvGemm {
             return None;
         }
         ShiftedPlanes::new(&self.geom)
+    }
+
+    /// The Winograd plan when it is the faster way: 5×5 kernels with stride
+    /// 1 and enough channels on both sides for the 64 point-wise products
+    /// to be real products (LeNet's conv2: 20 → 50). `CREMA_WINOGRAD=0`
+    /// turns it off (to compare).
+    pub fn winograd(&self) -> Option<Winograd> {
+        static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let enabled =
+            *ENABLED.get_or_init(|| std::env::var("CREMA_WINOGRAD").as_deref() != Ok("0"));
+        let per_group = self.geom.channels / self.group.max(1);
+        if !enabled
+            || self.force_nd
+            || self.geom.kernel != [5, 5]
+            || per_group < WINOGRAD_MIN_CHANNELS
+            || self.rows_per_group() < WINOGRAD_MIN_CHANNELS
+        {
+            return None;
+        }
+        Winograd::new(&self.geom, self.group, self.out_channels)
     }
 
     /// The shifted planes when the forward reads its column rows in place

@@ -547,6 +547,13 @@ fn columns_packed_from_the_images_give_the_column_buffers_bits() {
 /// Runs `p` on a batch of `shape` and checks every image against a batch-1
 /// layer with the same weights.
 fn matches_image_by_image(p: &LayerParameter, shape: [usize; 4]) {
+    matches_image_by_image_within(p, shape, 1e-6)
+}
+
+/// `matches_image_by_image` with the weight diff's relative error bound:
+/// Winograd's filter diff passes through its transforms after the sum, so
+/// another summation order moves it by more than a direct sum's.
+fn matches_image_by_image_within(p: &LayerParameter, shape: [usize; 4], wdiff_tol: f64) {
     let num = shape[0];
     let (b, t) = (crate::Blob::shared(&shape), empty());
     fill_uniform(&b, -1.0, 1.0, 8);
@@ -623,7 +630,7 @@ fn matches_image_by_image(p: &LayerParameter, shape: [usize; 4]) {
         norm += (*y as f64).powi(2);
     }
     assert!(
-        (err / norm).sqrt() < 1e-6,
+        (err / norm).sqrt() < wdiff_tol,
         "relative error {}",
         (err / norm).sqrt()
     );
@@ -660,4 +667,55 @@ fn weights_written_between_passes_are_packed_again() {
     for (x, y) in t.borrow().data().iter().zip(&first) {
         assert_eq!(*x, 2.0 * y);
     }
+}
+
+#[test]
+fn winograd_convolutions_pass_the_gradient_check_and_split_batches_exactly() {
+    // 5×5 kernels with 8 or more channels on each side run as Winograd
+    // F(4×4, 5×5) (`ConvGemm::winograd`); its own tests compare it with the
+    // direct sums, these check the layer around it: padding, partial edge
+    // tiles, a fused ReLU's absence, 19 images (chunks of 16 and 3 over the
+    // workers) against one image at a time.
+    // Weights of a trained net's scale (xavier): the transforms' rounding
+    // (~3e-6 of the largest output) stays below what the numeric gradient
+    // resolves; with N(0, 1) weights and 200 taps it does not.
+    let p = conv(|cp| {
+        cp.set_num_output(9);
+        cp.kernel_size = vec![5];
+        cp.pad = vec![2];
+        cp.weight_filler
+            .mut_or_insert_default()
+            .set_type("xavier".into());
+    });
+    let geom = crate::backend::ConvGeometry {
+        channels: 8,
+        input: vec![9, 6],
+        kernel: vec![5, 5],
+        pad: vec![2, 2],
+        stride: vec![1, 1],
+        dilation: vec![1, 1],
+    };
+    let gemm = super::conv_base::ConvGemm {
+        geom,
+        group: 1,
+        out_channels: 9,
+        kernel_dim: 8 * 25,
+        out_spatial: 9 * 6,
+        is_1x1: false,
+        force_nd: false,
+    };
+    if std::env::var("CREMA_WINOGRAD").as_deref() != Ok("0") {
+        assert!(
+            gemm.winograd().is_some(),
+            "this geometry should run as Winograd"
+        );
+    }
+    // The output is linear in each input and weight, so ½Σtop² is
+    // quadratic and its central difference exact at any step: a step of
+    // 0.25 keeps the transforms' f32 rounding out of the numeric gradient.
+    crate::rng::set_random_seed(1701);
+    let (b, t) = (crate::Blob::shared(&[2, 8, 6, 7]), empty());
+    fill_uniform(&b, -1.0, 1.0, 10);
+    GradientChecker::new(0.25, 1e-3).check_gradient(layer(&p).as_mut(), &[b], &[t], None);
+    matches_image_by_image_within(&p, [19, 8, 9, 6], 1e-5);
 }

@@ -11,6 +11,7 @@ use crema_proto::caffe::LayerParameter;
 use super::conv_base::{
     check_not_in_place, for_each_run, make_params, with_scratch, workers, ConvGemm, Window,
 };
+use crate::backend::winograd::Winograd;
 use crate::backend::{ConvGeometry, PackedA};
 use crate::blob::{Blob, SharedBlob};
 use crate::error::Result;
@@ -50,6 +51,11 @@ pub struct ConvolutionLayer {
     /// A following in-place ReLU's negative slope, applied with the bias
     /// while the product's output is still in cache (`fuse_relu`).
     relu: Option<f32>,
+    /// The Winograd plan when this convolution runs that way
+    /// (`ConvGemm::winograd`); `packed` then holds its transformed filters,
+    /// and `wino_tmp` is the transform's scratch.
+    wino: Option<Winograd>,
+    wino_tmp: Vec<f32>,
 }
 
 impl ConvolutionLayer {
@@ -86,6 +92,8 @@ impl ConvolutionLayer {
             packed_of: None,
             batch: 1,
             relu: None,
+            wino: None,
+            wino_tmp: Vec::new(),
         }
     }
 
@@ -143,10 +151,12 @@ fn bias_and_relu(
     }
 }
 
-/// Packs `weights` (transposed or not) into `packed` unless it already holds
-/// that packing of the same data version; `held` records what it holds.
+/// Packs `weights` (transposed or not; Winograd's transformed filters when
+/// `wino` is given) into `packed` unless it already holds that packing of
+/// the same data version; `held` records what it holds.
 fn pack_unless_held(
     gemm: &ConvGemm,
+    wino: Option<(&Winograd, &mut Vec<f32>)>,
     weights: &Blob,
     transposed: bool,
     packed: &mut Vec<PackedA>,
@@ -154,7 +164,10 @@ fn pack_unless_held(
 ) {
     let want = weights.data_version().map(|v| (v, transposed));
     if want.is_none() || want != *held {
-        gemm.pack_weights(weights.data(), transposed, packed);
+        match wino {
+            Some((wg, tmp)) => wg.pack(weights.data(), transposed, packed, tmp),
+            None => gemm.pack_weights(weights.data(), transposed, packed),
+        }
         *held = want;
     }
 }
@@ -287,14 +300,30 @@ impl Layer for ConvolutionLayer {
         self.gemm.geom.input = conv_in.to_vec();
         self.gemm.out_spatial = conv_out.iter().product();
         let runs = workers().min(self.num).max(1);
-        self.batch = self
-            .gemm
-            .images_per_product()
-            .min(self.num.div_ceil(runs))
-            .max(1);
-        let (col_len, stage_len) = self.gemm.scratch_lens(self.batch);
+        let wino = if self.reverse {
+            None
+        } else {
+            self.gemm.winograd()
+        };
+        if wino.is_some() != self.wino.is_some() {
+            // The packing held is the other path's.
+            self.packed_of = None;
+        }
+        let per_product = match &wino {
+            Some(wg) => wg.chunk_images(),
+            None => self.gemm.images_per_product(),
+        };
+        self.batch = per_product.min(self.num.div_ceil(runs)).max(1);
+        let (mut col_len, stage_len) = self.gemm.scratch_lens(self.batch);
         self.runs = runs;
-        let param_len = self.blobs.iter().map(|b| b.borrow().count()).sum();
+        // Each worker's accumulator: the weight diff, the bias diff, then
+        // Winograd's transformed filter diff.
+        let mut param_len = self.blobs.iter().map(|b| b.borrow().count()).sum();
+        if let Some(wg) = &wino {
+            col_len = col_len.max(wg.scratch_len());
+            param_len += wg.dweights_len();
+        }
+        self.wino = wino;
         self.scratch_lens = (col_len, stage_len, param_len);
         Ok(())
     }
@@ -305,8 +334,10 @@ impl Layer for ConvolutionLayer {
         let (gemm, reverse, spatial) = (&self.gemm, self.reverse, self.top_spatial);
         let (bottom_dim, top_dim, batch) = (self.bottom_dim, self.top_dim, self.batch);
         // Deconvolution's forward is the convolution's adjoint: it takes Wᵀ.
+        let wino = self.wino.as_ref();
         pack_unless_held(
             gemm,
+            wino.map(|wg| (wg, &mut self.wino_tmp)),
             &weight_blob,
             reverse,
             &mut self.packed,
@@ -324,7 +355,9 @@ impl Layer for ConvolutionLayer {
                         let imgs = tc.len() / top_dim;
                         let n0 = first + j * batch;
                         let bc = &bottom_data[n0 * bottom_dim..(n0 + imgs) * bottom_dim];
-                        if reverse {
+                        if let Some(wg) = wino {
+                            wg.forward(imgs, bc, packed, tc, &mut s.col, &mut s.offs);
+                        } else if reverse {
                             gemm.backward_data_many(imgs, bc, packed, tc, s);
                         } else {
                             gemm.forward_many(imgs, bc, packed, tc, s);
@@ -352,12 +385,15 @@ impl Layer for ConvolutionLayer {
         );
         // Each worker's accumulator holds the weight diff, then the bias diff.
         let wlen = self.blobs[0].borrow().count();
+        let plen: usize = self.blobs.iter().map(|b| b.borrow().count()).sum();
         let (runs, lens, num, bottom_dim) =
             (self.runs, self.scratch_lens, self.num, self.bottom_dim);
+        let wino = self.wino.as_ref();
         if propagate_down.iter().any(|&d| d) {
             let weights = self.blobs[0].borrow();
             pack_unless_held(
                 gemm,
+                wino.map(|wg| (wg, &mut self.wino_tmp)),
                 &weights,
                 !reverse,
                 &mut self.packed,
@@ -378,7 +414,7 @@ impl Layer for ConvolutionLayer {
                 let mut b = b.borrow_mut();
                 // Bottom data is read and bottom diff written in the same pass.
                 let (bottom_data, bottom_diff) = b.data_and_diff_mut();
-                let shifted = gemm.shifted();
+                let shifted = if wino.is_some() { None } else { gemm.shifted() };
                 for_each_run(num, scratch, bottom_diff, bottom_dim, |first, diffs, s| {
                     if let Some(sp) = &shifted {
                         // The whole run's weight gradient at once.
@@ -401,6 +437,16 @@ impl Layer for ConvolutionLayer {
                                 }
                             }
                         }
+                        if let Some(wg) = wino {
+                            let du = &mut s.wdiff[plen..lens.2];
+                            let (pk, dx) = if down {
+                                (Some(&packed[..]), Some(&mut *dc))
+                            } else {
+                                (None, None)
+                            };
+                            wg.backward(imgs, bd, td, pk, dx, du, &mut s.col, &mut s.offs);
+                            continue;
+                        }
                         // Deconvolution: its input (for the GEMM) is the top.
                         let (input, output) = if reverse { (td, bd) } else { (bd, td) };
                         if shifted.is_none() {
@@ -413,6 +459,12 @@ impl Layer for ConvolutionLayer {
                         }
                     }
                 });
+            }
+            if let Some(wg) = wino {
+                for s in scratch.iter_mut() {
+                    let (wd, du) = s.wdiff.split_at_mut(plen);
+                    wg.finish_weight_grad(&du[..lens.2 - plen], &mut wd[..wlen], &mut s.col);
+                }
             }
             // Sum the workers' accumulators in a fixed order into the diffs.
             for (blob, at) in blobs.iter().zip([0, wlen]) {

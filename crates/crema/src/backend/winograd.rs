@@ -1,0 +1,1169 @@
+//! Winograd's minimal filtering F(m×m, r×r) (Lavin & Gray, 2016) for 2-D
+//! convolutions with stride 1: every 8×8 input tile is transformed once
+//! (Bᵀ d B), the filters once per weight update (G g Gᵀ), and the 64
+//! transformed points become 64 independent products of the filters
+//! [O × C] with the tiles [C × T]; Aᵀ M A brings each point-wise sum back to
+//! an m×m output tile. For 5×5 kernels (m = 4) a channel pair costs 64
+//! multiplies per 16 outputs instead of 400. The backward passes are the
+//! exact adjoints: the output diff goes through A · A ᵀ into the points, the
+//! products run with the filters transposed (input diff) or as sums over
+//! tiles (filter diff), and B · Bᵀ (resp. Gᵀ · G) bring them back.
+//!
+//! Layout, per chunk of images: T tiles (row-major within an image, images
+//! one after another), padded to `tp` columns, a multiple of the GEMM tile
+//! width; V[p][c][t] (the input's points), M[p][o][t] (the output's), so each
+//! point's product reads its C rows in place (`sgemm_packed_rows`). The
+//! transforms run along rows of `tp` values, tiles side by side in vector
+//! lanes.
+//!
+//! The transform matrices come from the interpolation points
+//! 0, ±1, ±2, ±½ and ∞ (8 of them), built in f64: G is the Vandermonde matrix
+//! of the filter's degree, Aᵀ that of the output tile's, and Bᵀ the inverse
+//! transpose of the full one. In f32 the outputs stay within ~3e-6 of the
+//! direct sum relative to their largest magnitude (LeNet's conv2 shape).
+use super::gemm::{
+    mmm_reads_rows, mmm_tile_cols, pack_a, sgemm_packed, sgemm_packed_rows, Transpose,
+};
+use super::im2col::ConvGeometry;
+#[cfg(target_arch = "x86_64")]
+use super::mmm::pack::transpose16_rows;
+use super::mmm::PackedA;
+
+/// Transformed tile side: the number of interpolation points.
+const ALPHA: usize = 8;
+/// Points of a 2-D tile: the products per chunk.
+pub const POINTS: usize = ALPHA * ALPHA;
+/// The finite interpolation points (the eighth is ∞).
+const FINITE: [f64; ALPHA - 1] = [0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5];
+/// Lanes of one vector step of the transforms.
+const L: usize = 16;
+
+/// A transform matrix as the nonzero (column, coefficient) pairs of each row.
+#[derive(Clone, Debug)]
+struct Sparse {
+    rows: Vec<Vec<(usize, f32)>>,
+    cols: usize,
+}
+
+impl Sparse {
+    /// From a row-major `rows × cols` f64 matrix, rounded to f32.
+    fn of(m: &[f64], rows: usize, cols: usize) -> Sparse {
+        let rows = (0..rows)
+            .map(|i| {
+                (0..cols)
+                    .filter(|&j| m[i * cols + j] != 0.0)
+                    .map(|j| (j, m[i * cols + j] as f32))
+                    .collect()
+            })
+            .collect();
+        Sparse { rows, cols }
+    }
+
+    fn transposed(m: &[f64], rows: usize, cols: usize) -> Sparse {
+        let t: Vec<f64> = (0..cols * rows)
+            .map(|k| m[(k % rows) * cols + k / rows])
+            .collect();
+        Sparse::of(&t, cols, rows)
+    }
+}
+
+/// The `ALPHA × cols` Vandermonde matrix of the points: row p holds the
+/// powers 0..cols of point p; the point at ∞ keeps only the highest power.
+fn vandermonde(cols: usize) -> Vec<f64> {
+    let mut v = vec![0.0; ALPHA * cols];
+    for (p, &x) in FINITE.iter().enumerate() {
+        for c in 0..cols {
+            v[p * cols + c] = x.powi(c as i32);
+        }
+    }
+    v[(ALPHA - 1) * cols + cols - 1] = 1.0;
+    v
+}
+
+/// Inverse of a square `n × n` matrix by Gauss-Jordan with partial pivoting.
+fn inverse(a: &[f64], n: usize) -> Vec<f64> {
+    let mut a = a.to_vec();
+    let mut inv: Vec<f64> = (0..n * n)
+        .map(|k| if k / n == k % n { 1.0 } else { 0.0 })
+        .collect();
+    for col in 0..n {
+        let pivot = (col..n)
+            .max_by(|&i, &j| a[i * n + col].abs().total_cmp(&a[j * n + col].abs()))
+            .expect("non-empty");
+        for k in 0..n {
+            a.swap(col * n + k, pivot * n + k);
+            inv.swap(col * n + k, pivot * n + k);
+        }
+        let d = a[col * n + col];
+        for k in 0..n {
+            a[col * n + k] /= d;
+            inv[col * n + k] /= d;
+        }
+        for i in (0..n).filter(|&i| i != col) {
+            let f = a[i * n + col];
+            if f != 0.0 {
+                for k in 0..n {
+                    a[i * n + k] -= f * a[col * n + k];
+                    inv[i * n + k] -= f * inv[col * n + k];
+                }
+            }
+        }
+    }
+    inv
+}
+
+/// Aᵀ (m × α), G (α × r) and Bᵀ (α × α) of F(m, r), row-major, in f64.
+fn matrices(m: usize, r: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let vm = vandermonde(m);
+    let at: Vec<f64> = (0..m * ALPHA)
+        .map(|k| vm[(k % ALPHA) * m + k / ALPHA])
+        .collect();
+    let g = vandermonde(r);
+    let inv = inverse(&vandermonde(ALPHA), ALPHA);
+    let bt: Vec<f64> = (0..ALPHA * ALPHA)
+        .map(|k| inv[(k % ALPHA) * ALPHA + k / ALPHA])
+        .collect();
+    (at, g, bt)
+}
+
+/// A transform matrix, dense (`rows × cols` ≤ 8 × 8), for the per-tile
+/// steps on vectors of lanes.
+#[derive(Clone, Copy, Debug)]
+struct Dense {
+    v: [[f32; ALPHA]; ALPHA],
+    rows: usize,
+    cols: usize,
+}
+
+impl Dense {
+    fn of(m: &[f64], rows: usize, cols: usize) -> Dense {
+        let mut v = [[0.0; ALPHA]; ALPHA];
+        for (i, row) in v.iter_mut().enumerate().take(rows) {
+            for (j, x) in row.iter_mut().enumerate().take(cols) {
+                *x = m[i * cols + j] as f32;
+            }
+        }
+        Dense { v, rows, cols }
+    }
+
+    fn transposed(m: &[f64], rows: usize, cols: usize) -> Dense {
+        let t: Vec<f64> = (0..cols * rows)
+            .map(|k| m[(k % rows) * cols + k / rows])
+            .collect();
+        Dense::of(&t, cols, rows)
+    }
+}
+
+/// One stride-1 2-D convolution's Winograd plan.
+#[derive(Clone, Debug)]
+pub struct Winograd {
+    /// Input and output channels per group, and groups.
+    c: usize,
+    o: usize,
+    group: usize,
+    h: usize,
+    w: usize,
+    pad_h: usize,
+    pad_w: usize,
+    oh: usize,
+    ow: usize,
+    /// Output tile side (m) and kernel side (r): m + r − 1 = 8.
+    m: usize,
+    r: usize,
+    /// Tiles per image along each axis.
+    th: usize,
+    tw: usize,
+    /// Row steps (along the slower tile axis, over rows of `tp` values).
+    at: Sparse,
+    a: Sparse,
+    bt: Sparse,
+    b: Sparse,
+    g: Sparse,
+    gt: Sparse,
+    /// Tile steps (along the faster axis, on vectors of lanes).
+    bt_d: Dense,
+    b_d: Dense,
+    at_d: Dense,
+    a_d: Dense,
+}
+
+impl Winograd {
+    /// The plan for `geom` (per-image input geometry, `channels` the whole
+    /// input's) with `out_channels` outputs in `group` groups, if it is 2-D
+    /// with a square r×r kernel (2 ≤ r ≤ 7), stride 1 and dilation 1.
+    pub fn new(geom: &ConvGeometry, group: usize, out_channels: usize) -> Option<Winograd> {
+        let r = *geom.kernel.first()?;
+        if geom.input.len() != 2
+            || geom.kernel[1] != r
+            || !(2..ALPHA).contains(&r)
+            || geom.stride.iter().any(|&s| s != 1)
+            || geom.dilation.iter().any(|&d| d != 1)
+            || group == 0
+            || !geom.channels.is_multiple_of(group)
+            || !out_channels.is_multiple_of(group)
+        {
+            return None;
+        }
+        let out = geom.output()?;
+        let m = ALPHA + 1 - r;
+        let (at, g, bt) = matrices(m, r);
+        Some(Winograd {
+            c: geom.channels / group,
+            o: out_channels / group,
+            group,
+            h: geom.input[0],
+            w: geom.input[1],
+            pad_h: geom.pad[0],
+            pad_w: geom.pad[1],
+            oh: out[0],
+            ow: out[1],
+            m,
+            r,
+            th: out[0].div_ceil(m),
+            tw: out[1].div_ceil(m),
+            at: Sparse::of(&at, m, ALPHA),
+            a: Sparse::transposed(&at, m, ALPHA),
+            bt: Sparse::of(&bt, ALPHA, ALPHA),
+            b: Sparse::transposed(&bt, ALPHA, ALPHA),
+            g: Sparse::of(&g, ALPHA, r),
+            gt: Sparse::transposed(&g, ALPHA, r),
+            bt_d: Dense::of(&bt, ALPHA, ALPHA),
+            b_d: Dense::transposed(&bt, ALPHA, ALPHA),
+            at_d: Dense::of(&at, m, ALPHA),
+            a_d: Dense::transposed(&at, m, ALPHA),
+        })
+    }
+
+    /// Images per chunk: one per lane.
+    pub fn chunk_images(&self) -> usize {
+        L
+    }
+
+    fn tiles_per_image(&self) -> usize {
+        self.th * self.tw
+    }
+
+    /// Tiles per block: `BLOCK_COLUMNS` columns of lanes.
+    fn block_tiles(&self) -> usize {
+        (BLOCK_COLUMNS / L).min(self.tiles_per_image())
+    }
+
+    /// Columns of a block's rows, padded to whole GEMM tiles.
+    fn tp(&self) -> usize {
+        let q = mmm_tile_cols().max(L);
+        (self.block_tiles() * L).div_ceil(q) * q
+    }
+
+    fn plane(&self) -> usize {
+        self.h * self.w
+    }
+
+    fn out_plane(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    fn in_len(&self) -> usize {
+        self.c * self.group * self.plane()
+    }
+
+    fn out_len(&self) -> usize {
+        self.o * self.group * self.out_plane()
+    }
+
+    fn oc(&self) -> usize {
+        self.o * self.c
+    }
+
+    /// Scratch values `forward`, `backward` and `finish_weight_grad` need.
+    pub fn scratch_len(&self) -> usize {
+        let tp = self.tp();
+        let block = POINTS * (self.c + self.o + 1) * tp;
+        let lanes = L * (2 * self.in_len() + self.out_len());
+        (block + lanes).max((ALPHA + self.r) * self.r * self.oc())
+    }
+
+    /// Values of the transformed filter diff `backward` accumulates.
+    pub fn dweights_len(&self) -> usize {
+        self.group * POINTS * self.oc()
+    }
+
+    /// Values of the temporary `pack` uses.
+    pub fn pack_scratch_len(&self) -> usize {
+        (self.r * self.r + ALPHA * self.r + POINTS) * self.oc()
+    }
+
+    /// Transforms each group's filters (`[O][C][r][r]` per group, Caffe's
+    /// layout) into 64 points and packs each point's `O × C` matrix (or its
+    /// transpose, for the input diff) into `into` (group-major).
+    pub fn pack(
+        &self,
+        weights: &[f32],
+        transposed: bool,
+        into: &mut Vec<PackedA>,
+        tmp: &mut Vec<f32>,
+    ) {
+        let (oc, rr) = (self.oc(), self.r * self.r);
+        tmp.resize(self.pack_scratch_len(), 0.0);
+        into.resize_with(self.group * POINTS, PackedA::default);
+        let (wt, rest) = tmp.split_at_mut(rr * oc);
+        let (half, u) = rest.split_at_mut(ALPHA * self.r * oc);
+        for g in 0..self.group {
+            let wg = &weights[g * oc * rr..][..oc * rr];
+            // Taps as rows: wt[(k, l)][oc].
+            for (j, f) in wg.chunks_exact(rr).enumerate() {
+                for (t, &x) in f.iter().enumerate() {
+                    wt[t * oc + j] = x;
+                }
+            }
+            // G along k, then along l.
+            apply(&self.g, 1, self.r, oc, wt, oc, half, oc);
+            apply(&self.g, ALPHA, 1, oc, half, oc, u, oc);
+            for p in 0..POINTS {
+                let up = &u[p * oc..][..oc];
+                let dst = &mut into[g * POINTS + p];
+                if transposed {
+                    pack_a(Transpose::Yes, self.c, self.o, up, dst);
+                } else {
+                    pack_a(Transpose::No, self.o, self.c, up, dst);
+                }
+            }
+        }
+    }
+
+    /// The scratch split: a block's points (V: c rows, M: o rows, per
+    /// point), the step between transform passes, and the chunk in lanes
+    /// (input, its diff, output).
+    fn split<'a>(&self, buf: &'a mut [f32]) -> Parts<'a> {
+        let tp = self.tp();
+        let (v, rest) = buf.split_at_mut(POINTS * self.c * tp);
+        let (mm, rest) = rest.split_at_mut(POINTS * self.o * tp);
+        let (tmp, rest) = rest.split_at_mut(POINTS * tp);
+        let (xl, rest) = rest.split_at_mut(L * self.in_len());
+        let (dxl, rest) = rest.split_at_mut(L * self.in_len());
+        let yl = &mut rest[..L * self.out_len()];
+        Parts {
+            v,
+            mm,
+            tmp,
+            xl,
+            dxl,
+            yl,
+        }
+    }
+
+    /// output = W ⊛ input for `imgs` consecutive images (at most
+    /// `chunk_images`); `u` is `pack(.., false, ..)`.
+    pub fn forward(
+        &self,
+        imgs: usize,
+        input: &[f32],
+        u: &[PackedA],
+        output: &mut [f32],
+        buf: &mut [f32],
+        offs: &mut Vec<usize>,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if super::shifted::fast() {
+            // SAFETY: AVX-512F (and FMA) is present.
+            return unsafe { self.forward_avx512(imgs, input, u, output, buf, offs) };
+        }
+        self.forward_impl::<false>(imgs, input, u, output, buf, offs)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,fma")]
+    unsafe fn forward_avx512(
+        &self,
+        imgs: usize,
+        input: &[f32],
+        u: &[PackedA],
+        output: &mut [f32],
+        buf: &mut [f32],
+        offs: &mut Vec<usize>,
+    ) {
+        self.forward_impl::<true>(imgs, input, u, output, buf, offs)
+    }
+
+    #[inline(always)]
+    fn forward_impl<const F: bool>(
+        &self,
+        imgs: usize,
+        input: &[f32],
+        u: &[PackedA],
+        output: &mut [f32],
+        buf: &mut [f32],
+        offs: &mut Vec<usize>,
+    ) {
+        let (tp, c, o, m) = (self.tp(), self.c, self.o, self.m);
+        let Parts {
+            v, mm, tmp, xl, yl, ..
+        } = self.split(buf);
+        to_lanes(&input[..imgs * self.in_len()], imgs, self.in_len(), xl);
+        for s0 in (0..self.tiles_per_image()).step_by(self.block_tiles()) {
+            let tiles = self.block_tiles().min(self.tiles_per_image() - s0);
+            for g in 0..self.group {
+                self.input_points::<F>(g, s0, tiles, xl, v, tmp);
+                for p in 0..POINTS {
+                    self.product(
+                        &u[g * POINTS + p],
+                        &v[p * c * tp..],
+                        &mut mm[p * o * tp..][..o * tp],
+                        offs,
+                    );
+                }
+                for oi in 0..o {
+                    // Aᵀ along u over the rows, then along v on each tile.
+                    apply(&self.at, 1, ALPHA, tp, &mm[oi * tp..], o * tp, tmp, tp);
+                    let yo = &mut yl[(g * o + oi) * self.out_plane() * L..][..self.out_plane() * L];
+                    for q in 0..tiles {
+                        let (ty, tx) = ((s0 + q) / self.tw, (s0 + q) % self.tw);
+                        #[cfg(target_arch = "x86_64")]
+                        if F {
+                            // SAFETY: F is only set where AVX-512F is present.
+                            unsafe { self.tile_out_avx512(tmp, q, ty, tx, yo) };
+                            continue;
+                        }
+                        for i in (0..m).filter(|&i| ty * m + i < self.oh) {
+                            let row = lanes_at(tmp, i * ALPHA, tp, q);
+                            let out = tile_step::<F>(&self.at_d, &row);
+                            for (j, x) in out.iter().enumerate().take(m) {
+                                let ix = tx * m + j;
+                                if ix < self.ow {
+                                    yo[((ty * m + i) * self.ow + ix) * L..][..L].copy_from_slice(x);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        from_lanes(
+            yl,
+            imgs,
+            self.out_len(),
+            &mut output[..imgs * self.out_len()],
+        );
+    }
+
+    /// The input diff (when `ut`, `pack(.., true, ..)`, and `dx` are given;
+    /// overwritten) and the transformed filter diff (`du += `, for
+    /// `finish_weight_grad`) of `imgs` consecutive images.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(
+        &self,
+        imgs: usize,
+        input: &[f32],
+        dy: &[f32],
+        ut: Option<&[PackedA]>,
+        dx: Option<&mut [f32]>,
+        du: &mut [f32],
+        buf: &mut [f32],
+        offs: &mut Vec<usize>,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if super::shifted::fast() {
+            // SAFETY: AVX-512F (and FMA) is present.
+            return unsafe { self.backward_avx512(imgs, input, dy, ut, dx, du, buf, offs) };
+        }
+        self.backward_impl::<false>(imgs, input, dy, ut, dx, du, buf, offs)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn backward_avx512(
+        &self,
+        imgs: usize,
+        input: &[f32],
+        dy: &[f32],
+        ut: Option<&[PackedA]>,
+        dx: Option<&mut [f32]>,
+        du: &mut [f32],
+        buf: &mut [f32],
+        offs: &mut Vec<usize>,
+    ) {
+        self.backward_impl::<true>(imgs, input, dy, ut, dx, du, buf, offs)
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn backward_impl<const F: bool>(
+        &self,
+        imgs: usize,
+        input: &[f32],
+        dy: &[f32],
+        ut: Option<&[PackedA]>,
+        mut dx: Option<&mut [f32]>,
+        du: &mut [f32],
+        buf: &mut [f32],
+        offs: &mut Vec<usize>,
+    ) {
+        let (tp, c, o, oc, m) = (self.tp(), self.c, self.o, self.oc(), self.m);
+        let Parts {
+            v,
+            mm,
+            tmp,
+            xl,
+            dxl,
+            yl,
+        } = self.split(buf);
+        to_lanes(&input[..imgs * self.in_len()], imgs, self.in_len(), xl);
+        to_lanes(&dy[..imgs * self.out_len()], imgs, self.out_len(), yl);
+        let down = ut.is_some() && dx.is_some();
+        if down {
+            dxl.fill(0.0);
+        }
+        for s0 in (0..self.tiles_per_image()).step_by(self.block_tiles()) {
+            let tiles = self.block_tiles().min(self.tiles_per_image() - s0);
+            for g in 0..self.group {
+                self.input_points::<F>(g, s0, tiles, xl, v, tmp);
+                for oi in 0..o {
+                    // A along j on each tile, then along i over the rows:
+                    // the adjoint of the output transform.
+                    let yo = &yl[(g * o + oi) * self.out_plane() * L..][..self.out_plane() * L];
+                    for q in 0..tiles {
+                        let (ty, tx) = ((s0 + q) / self.tw, (s0 + q) % self.tw);
+                        #[cfg(target_arch = "x86_64")]
+                        if F {
+                            // SAFETY: F is only set where AVX-512F is present.
+                            unsafe { self.tile_dy_avx512(yo, ty, tx, tmp, q) };
+                            continue;
+                        }
+                        for i in 0..m {
+                            let mut e = [[0.0; L]; ALPHA];
+                            if ty * m + i < self.oh {
+                                for (j, x) in e.iter_mut().enumerate().take(m) {
+                                    if tx * m + j < self.ow {
+                                        x.copy_from_slice(
+                                            &yo[((ty * m + i) * self.ow + tx * m + j) * L..][..L],
+                                        );
+                                    }
+                                }
+                            }
+                            let out = tile_step::<F>(&self.a_d, &e);
+                            for (vv, x) in out.iter().enumerate() {
+                                tmp[(i * ALPHA + vv) * tp + q * L..][..L].copy_from_slice(x);
+                            }
+                        }
+                    }
+                    for row in tmp[..m * ALPHA * tp].chunks_exact_mut(tp) {
+                        row[tiles * L..].fill(0.0);
+                    }
+                    apply(&self.a, 1, ALPHA, tp, tmp, tp, &mut mm[oi * tp..], o * tp);
+                }
+                for p in 0..POINTS {
+                    dots(
+                        &mm[p * o * tp..],
+                        o,
+                        &v[p * c * tp..],
+                        c,
+                        tp,
+                        &mut du[(g * POINTS + p) * oc..][..oc],
+                    );
+                }
+                let Some(ut) = ut.filter(|_| down) else {
+                    continue;
+                };
+                // The input's points are spent: their diff takes their place.
+                for p in 0..POINTS {
+                    self.product(
+                        &ut[g * POINTS + p],
+                        &mm[p * o * tp..],
+                        &mut v[p * c * tp..][..c * tp],
+                        offs,
+                    );
+                }
+                for ci in 0..c {
+                    // B along u' over the rows, then along v' on each tile:
+                    // the adjoint of the input transform.
+                    apply(&self.b, 1, ALPHA, tp, &v[ci * tp..], c * tp, tmp, tp);
+                    let xo = &mut dxl[(g * c + ci) * self.plane() * L..][..self.plane() * L];
+                    for q in 0..tiles {
+                        let (ty, tx) = ((s0 + q) / self.tw, (s0 + q) % self.tw);
+                        #[cfg(target_arch = "x86_64")]
+                        if F {
+                            // SAFETY: F is only set where AVX-512F is present.
+                            unsafe { self.tile_dx_avx512(tmp, q, ty, tx, xo) };
+                            continue;
+                        }
+                        for uu in 0..ALPHA {
+                            let y = (ty * m + uu).wrapping_sub(self.pad_h);
+                            if y >= self.h {
+                                continue;
+                            }
+                            let row = lanes_at(tmp, uu * ALPHA, tp, q);
+                            let out = tile_step::<F>(&self.b_d, &row);
+                            for (vv, x) in out.iter().enumerate() {
+                                let ix = (tx * m + vv).wrapping_sub(self.pad_w);
+                                if ix < self.w {
+                                    let d = &mut xo[(y * self.w + ix) * L..][..L];
+                                    d.iter_mut().zip(x).for_each(|(d, x)| *d += x);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let (true, Some(dx)) = (down, dx.as_deref_mut()) {
+            from_lanes(dxl, imgs, self.in_len(), &mut dx[..imgs * self.in_len()]);
+        }
+    }
+
+    /// wdiff += the filter diff of `du` (from `backward`), Caffe's layout.
+    pub fn finish_weight_grad(&self, du: &[f32], wdiff: &mut [f32], buf: &mut [f32]) {
+        let (oc, r) = (self.oc(), self.r);
+        let (half, rest) = buf.split_at_mut(r * ALPHA * oc);
+        let taps = &mut rest[..r * r * oc];
+        for g in 0..self.group {
+            // Gᵀ along u', then along v'.
+            apply(&self.gt, 1, ALPHA, oc, &du[g * POINTS * oc..], oc, half, oc);
+            apply(&self.gt, r, 1, oc, half, oc, taps, oc);
+            let wg = &mut wdiff[g * oc * r * r..][..oc * r * r];
+            for (j, f) in wg.chunks_exact_mut(r * r).enumerate() {
+                for (t, x) in f.iter_mut().enumerate() {
+                    *x += taps[t * oc + j];
+                }
+            }
+        }
+    }
+
+    /// V[p][ci][..] of group `g`'s channels for tiles `s0..s0 + tiles`:
+    /// Bᵀ along u on each tile's window (0 in the padding), then along v
+    /// over the rows; columns past the block's tiles are 0.
+    #[inline(always)]
+    fn input_points<const F: bool>(
+        &self,
+        g: usize,
+        s0: usize,
+        tiles: usize,
+        xl: &[f32],
+        v: &mut [f32],
+        tmp: &mut [f32],
+    ) {
+        let (tp, c, m) = (self.tp(), self.c, self.m);
+        for ci in 0..c {
+            let xc = &xl[(g * c + ci) * self.plane() * L..][..self.plane() * L];
+            for q in 0..tiles {
+                let (ty, tx) = ((s0 + q) / self.tw, (s0 + q) % self.tw);
+                #[cfg(target_arch = "x86_64")]
+                if F {
+                    // SAFETY: F is only set where AVX-512F is present.
+                    unsafe { self.tile_in_avx512(xc, ty, tx, tmp, q) };
+                    continue;
+                }
+                for vv in 0..ALPHA {
+                    let ix = (tx * m + vv).wrapping_sub(self.pad_w);
+                    let mut col = [[0.0; L]; ALPHA];
+                    if ix < self.w {
+                        for (uu, x) in col.iter_mut().enumerate() {
+                            let y = (ty * m + uu).wrapping_sub(self.pad_h);
+                            if y < self.h {
+                                x.copy_from_slice(&xc[(y * self.w + ix) * L..][..L]);
+                            }
+                        }
+                    }
+                    let out = tile_step::<F>(&self.bt_d, &col);
+                    for (uu, x) in out.iter().enumerate() {
+                        tmp[(uu * ALPHA + vv) * tp + q * L..][..L].copy_from_slice(x);
+                    }
+                }
+            }
+            for row in tmp.chunks_exact_mut(tp) {
+                row[tiles * L..].fill(0.0);
+            }
+            apply(&self.bt, ALPHA, 1, tp, tmp, tp, &mut v[ci * tp..], c * tp);
+        }
+    }
+
+    /// `input_points`' step on tile q at (ty, tx) of channel plane `xc`
+    /// (lanes): Bᵀ along u on each of its 8 columns, into `tmp`'s rows
+    /// (u', v).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile_in_avx512(&self, xc: &[f32], ty: usize, tx: usize, tmp: &mut [f32], q: usize) {
+        use std::arch::x86_64::*;
+        let (tp, m, w) = (self.tp(), self.m, self.w);
+        assert!(xc.len() >= self.plane() * L && tmp.len() >= POINTS * tp && (q + 1) * L <= tp);
+        let (xp, tp_) = (xc.as_ptr(), tmp.as_mut_ptr().add(q * L));
+        for vv in 0..ALPHA {
+            let ix = (tx * m + vv).wrapping_sub(self.pad_w);
+            let mut x = [_mm512_setzero_ps(); ALPHA];
+            if ix < w {
+                for (uu, x) in x.iter_mut().enumerate() {
+                    let y = (ty * m + uu).wrapping_sub(self.pad_h);
+                    if y < self.h {
+                        *x = _mm512_loadu_ps(xp.add((y * w + ix) * L));
+                    }
+                }
+            }
+            let out = avx_step(&self.bt_d, &x);
+            for (uu, o) in out.iter().enumerate() {
+                _mm512_storeu_ps(tp_.add((uu * ALPHA + vv) * tp), *o);
+            }
+        }
+    }
+
+    /// The forward's last step on tile q at (ty, tx): Aᵀ along v of `tmp`'s
+    /// rows (i, v), each output inside the plane `yo` (lanes) written.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile_out_avx512(&self, tmp: &[f32], q: usize, ty: usize, tx: usize, yo: &mut [f32]) {
+        use std::arch::x86_64::*;
+        let (tp, m, ow) = (self.tp(), self.m, self.ow);
+        assert!(yo.len() >= self.out_plane() * L && tmp.len() >= POINTS * tp && (q + 1) * L <= tp);
+        let (src, yp) = (tmp.as_ptr().add(q * L), yo.as_mut_ptr());
+        for i in (0..m).take_while(|&i| ty * m + i < self.oh) {
+            let x: [__m512; ALPHA] =
+                std::array::from_fn(|v| _mm512_loadu_ps(src.add((i * ALPHA + v) * tp)));
+            let out = avx_step(&self.at_d, &x);
+            for (j, o) in out.iter().enumerate().take(m) {
+                let ix = tx * m + j;
+                if ix < ow {
+                    _mm512_storeu_ps(yp.add(((ty * m + i) * ow + ix) * L), *o);
+                }
+            }
+        }
+    }
+
+    /// The backward's first step on tile q at (ty, tx) of output-diff plane
+    /// `yo` (lanes, 0 past the edge): A along j, into `tmp`'s rows (i, v).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile_dy_avx512(&self, yo: &[f32], ty: usize, tx: usize, tmp: &mut [f32], q: usize) {
+        use std::arch::x86_64::*;
+        let (tp, m, ow) = (self.tp(), self.m, self.ow);
+        assert!(yo.len() >= self.out_plane() * L && tmp.len() >= POINTS * tp && (q + 1) * L <= tp);
+        let (yp, dst) = (yo.as_ptr(), tmp.as_mut_ptr().add(q * L));
+        for i in 0..m {
+            let mut x = [_mm512_setzero_ps(); ALPHA];
+            if ty * m + i < self.oh {
+                for (j, x) in x.iter_mut().enumerate().take(m) {
+                    if tx * m + j < ow {
+                        *x = _mm512_loadu_ps(yp.add(((ty * m + i) * ow + tx * m + j) * L));
+                    }
+                }
+            }
+            let out = avx_step(&self.a_d, &x);
+            for (v, o) in out.iter().enumerate() {
+                _mm512_storeu_ps(dst.add((i * ALPHA + v) * tp), *o);
+            }
+        }
+    }
+
+    /// The input diff's last step on tile q at (ty, tx): B along v' of
+    /// `tmp`'s rows (u, v'), added onto the window's positions inside the
+    /// plane `xo` (lanes).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile_dx_avx512(&self, tmp: &[f32], q: usize, ty: usize, tx: usize, xo: &mut [f32]) {
+        use std::arch::x86_64::*;
+        let (tp, m, w) = (self.tp(), self.m, self.w);
+        assert!(xo.len() >= self.plane() * L && tmp.len() >= POINTS * tp && (q + 1) * L <= tp);
+        let (src, xp) = (tmp.as_ptr().add(q * L), xo.as_mut_ptr());
+        for uu in 0..ALPHA {
+            let y = (ty * m + uu).wrapping_sub(self.pad_h);
+            if y >= self.h {
+                continue;
+            }
+            let x: [__m512; ALPHA] =
+                std::array::from_fn(|v| _mm512_loadu_ps(src.add((uu * ALPHA + v) * tp)));
+            let out = avx_step(&self.b_d, &x);
+            for (vv, o) in out.iter().enumerate() {
+                let ix = (tx * m + vv).wrapping_sub(self.pad_w);
+                if ix < w {
+                    let p = xp.add((y * w + ix) * L);
+                    _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), *o));
+                }
+            }
+        }
+    }
+
+    /// One point's product: `out[rows × tp] = a · b`, b's `a.k()` rows `tp`
+    /// apart (read past the last row by up to a GEMM tile: `b` runs on).
+    fn product(&self, a: &PackedA, b: &[f32], out: &mut [f32], offs: &mut Vec<usize>) {
+        let tp = self.tp();
+        if mmm_reads_rows() {
+            offs.clear();
+            offs.extend((0..a.k()).map(|k| k * tp));
+            sgemm_packed_rows(a, b, offs, tp, out, tp);
+        } else {
+            sgemm_packed(a, Transpose::No, tp, 1.0, b, 0.0, out);
+        }
+    }
+}
+
+struct Parts<'a> {
+    v: &'a mut [f32],
+    mm: &'a mut [f32],
+    tmp: &'a mut [f32],
+    xl: &'a mut [f32],
+    dxl: &'a mut [f32],
+    yl: &'a mut [f32],
+}
+
+/// Columns of a block: its tiles' lanes side by side.
+const BLOCK_COLUMNS: usize = 64;
+
+/// The 8 vectors of lanes of tile `q` in rows `first..first + 8` of `tmp`.
+#[inline(always)]
+fn lanes_at(tmp: &[f32], first: usize, tp: usize, q: usize) -> [[f32; L]; ALPHA] {
+    std::array::from_fn(|k| {
+        tmp[(first + k) * tp + q * L..][..L]
+            .try_into()
+            .expect("L values")
+    })
+}
+
+/// out[j] = Σᵢ mat[j][i] · inp[i] on vectors of lanes; the sides the
+/// matrix has are dispatched to fixed loop bounds, so the 16 vectors stay
+/// in registers.
+#[inline(always)]
+fn tile_step<const F: bool>(mat: &Dense, inp: &[[f32; L]; ALPHA]) -> [[f32; L]; ALPHA] {
+    match (mat.rows, mat.cols) {
+        (ALPHA, ALPHA) => tile_fixed::<F, ALPHA, ALPHA>(mat, inp),
+        (4, ALPHA) => tile_fixed::<F, 4, ALPHA>(mat, inp),
+        (ALPHA, 4) => tile_fixed::<F, ALPHA, 4>(mat, inp),
+        (6, ALPHA) => tile_fixed::<F, 6, ALPHA>(mat, inp),
+        (ALPHA, 6) => tile_fixed::<F, ALPHA, 6>(mat, inp),
+        // Other sides: the zero rows and columns make up the rest.
+        _ => tile_fixed::<F, ALPHA, ALPHA>(mat, inp),
+    }
+}
+
+#[inline(always)]
+fn tile_fixed<const F: bool, const R: usize, const C: usize>(
+    mat: &Dense,
+    inp: &[[f32; L]; ALPHA],
+) -> [[f32; L]; ALPHA] {
+    let mut out = [[0.0; L]; ALPHA];
+    for j in 0..R {
+        for i in 0..C {
+            let c = mat.v[j][i];
+            for l in 0..L {
+                out[j][l] = madd::<F>(c, inp[i][l], out[j][l]);
+            }
+        }
+    }
+    out
+}
+
+/// y = mat · x on 8 vectors (the matrix padded to 8 × 8 with zeros).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn avx_step(
+    mat: &Dense,
+    x: &[std::arch::x86_64::__m512; ALPHA],
+) -> [std::arch::x86_64::__m512; ALPHA] {
+    use std::arch::x86_64::*;
+    let mut y = [_mm512_setzero_ps(); ALPHA];
+    for (y, row) in y.iter_mut().zip(&mat.v) {
+        for (x, &c) in x.iter().zip(row) {
+            *y = _mm512_fmadd_ps(_mm512_set1_ps(c), *x, *y);
+        }
+    }
+    y
+}
+
+/// dst[k][n] = src[n][k] for images n < `imgs` (`len` values each), 0 in the
+/// lanes past them.
+fn to_lanes(src: &[f32], imgs: usize, len: usize, dst: &mut [f32]) {
+    let dst = &mut dst[..len * L];
+    #[cfg(target_arch = "x86_64")]
+    if super::shifted::fast() {
+        let zeros = [0f32; L];
+        let full = len / L * L;
+        for k in (0..full).step_by(L) {
+            let rows = std::array::from_fn(|n| {
+                if n < imgs {
+                    src[n * len + k..][..L].as_ptr()
+                } else {
+                    zeros.as_ptr()
+                }
+            });
+            // SAFETY: AVX-512F is present; each row has L values, dst L rows of L.
+            unsafe { transpose16_rows(rows, dst[k * L..][..L * L].as_mut_ptr(), L) };
+        }
+        return scalar_to_lanes(src, imgs, len, full, dst);
+    }
+    scalar_to_lanes(src, imgs, len, 0, dst)
+}
+
+fn scalar_to_lanes(src: &[f32], imgs: usize, len: usize, from: usize, dst: &mut [f32]) {
+    for k in from..len {
+        let d = &mut dst[k * L..][..L];
+        for (n, x) in d.iter_mut().enumerate() {
+            *x = if n < imgs { src[n * len + k] } else { 0.0 };
+        }
+    }
+}
+
+/// dst[n][k] = src[k][n] for images n < `imgs` (`len` values each).
+fn from_lanes(src: &[f32], imgs: usize, len: usize, dst: &mut [f32]) {
+    let src = &src[..len * L];
+    #[cfg(target_arch = "x86_64")]
+    if super::shifted::fast() {
+        let mut block = [0f32; L * L];
+        let full = len / L * L;
+        for k in (0..full).step_by(L) {
+            let rows = std::array::from_fn(|q| src[(k + q) * L..][..L].as_ptr());
+            // SAFETY: AVX-512F is present; each row has L values, block L rows of L.
+            unsafe { transpose16_rows(rows, block.as_mut_ptr(), L) };
+            for n in 0..imgs {
+                dst[n * len + k..][..L].copy_from_slice(&block[n * L..][..L]);
+            }
+        }
+        return scalar_from_lanes(src, imgs, len, full, dst);
+    }
+    scalar_from_lanes(src, imgs, len, 0, dst)
+}
+
+fn scalar_from_lanes(src: &[f32], imgs: usize, len: usize, from: usize, dst: &mut [f32]) {
+    for n in 0..imgs {
+        for k in from..len {
+            dst[n * len + k] = src[k * L + n];
+        }
+    }
+}
+
+/// out[i][j] += Σₜ a[i][t] · b[j][t]: rows of `tp` values, `ra` rows of a
+/// and `rb` of b, each `tp` apart; out is `ra × rb`.
+fn dots(a: &[f32], ra: usize, b: &[f32], rb: usize, tp: usize, out: &mut [f32]) {
+    assert!(
+        a.len() >= ra * tp && b.len() >= rb * tp && out.len() >= ra * rb && tp.is_multiple_of(L),
+        "winograd dots: operand shorter than {ra}x{rb}x{tp}"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if super::shifted::fast() {
+        // SAFETY: AVX-512F is present; the lengths were checked above.
+        return unsafe { dots_avx512(a, ra, b, rb, tp, out) };
+    }
+    for i in 0..ra {
+        for j in 0..rb {
+            let (x, y) = (&a[i * tp..][..tp], &b[j * tp..][..tp]);
+            out[i * rb + j] += x.iter().zip(y).map(|(x, y)| x * y).sum::<f32>();
+        }
+    }
+}
+
+/// `dots` in blocks of 4 × 4 rows: 16 accumulators, summed across their
+/// lanes together (four rounds of shuffles leave dot 4·i + j in lane
+/// 4·i + j when accumulator 4·j + i holds it).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn dots_avx512(a: &[f32], ra: usize, b: &[f32], rb: usize, tp: usize, out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (ap, bp, op) = (a.as_ptr(), b.as_ptr(), out.as_mut_ptr());
+    let (bi, bj) = (ra / 4 * 4, rb / 4 * 4);
+    for i0 in (0..bi).step_by(4) {
+        for j0 in (0..bj).step_by(4) {
+            let mut acc = [_mm512_setzero_ps(); 16];
+            for t in (0..tp).step_by(L) {
+                let x: [__m512; 4] =
+                    std::array::from_fn(|i| _mm512_loadu_ps(ap.add((i0 + i) * tp + t)));
+                for j in 0..4 {
+                    let y = _mm512_loadu_ps(bp.add((j0 + j) * tp + t));
+                    for i in 0..4 {
+                        acc[4 * j + i] = _mm512_fmadd_ps(x[i], y, acc[4 * j + i]);
+                    }
+                }
+            }
+            // 16 → 8: halves of 256 bits.
+            let h: [__m512; 8] = std::array::from_fn(|k| {
+                let (p, q) = (acc[2 * k], acc[2 * k + 1]);
+                _mm512_add_ps(
+                    _mm512_shuffle_f32x4::<0x44>(p, q),
+                    _mm512_shuffle_f32x4::<0xEE>(p, q),
+                )
+            });
+            // 8 → 4: quarters.
+            let f: [__m512; 4] = std::array::from_fn(|k| {
+                let (p, q) = (h[2 * k], h[2 * k + 1]);
+                _mm512_add_ps(
+                    _mm512_shuffle_f32x4::<0x88>(p, q),
+                    _mm512_shuffle_f32x4::<0xDD>(p, q),
+                )
+            });
+            // 4 → 2, 2 → 1: within 128-bit lanes.
+            let e: [__m512; 2] = std::array::from_fn(|k| {
+                let (p, q) = (f[2 * k], f[2 * k + 1]);
+                _mm512_add_ps(
+                    _mm512_shuffle_ps::<0x88>(p, q),
+                    _mm512_shuffle_ps::<0xDD>(p, q),
+                )
+            });
+            let sums = _mm512_add_ps(
+                _mm512_shuffle_ps::<0x88>(e[0], e[1]),
+                _mm512_shuffle_ps::<0xDD>(e[0], e[1]),
+            );
+            let mut s = [0f32; 16];
+            _mm512_storeu_ps(s.as_mut_ptr(), sums);
+            for i in 0..4 {
+                for j in 0..4 {
+                    *op.add((i0 + i) * rb + j0 + j) += s[4 * i + j];
+                }
+            }
+        }
+    }
+    // The rows past the whole blocks, one dot at a time.
+    for i in 0..ra {
+        for j in (0..rb).filter(|&j| i >= bi || j >= bj) {
+            let mut acc = _mm512_setzero_ps();
+            for t in (0..tp).step_by(L) {
+                acc = _mm512_fmadd_ps(
+                    _mm512_loadu_ps(ap.add(i * tp + t)),
+                    _mm512_loadu_ps(bp.add(j * tp + t)),
+                    acc,
+                );
+            }
+            *op.add(i * rb + j) += _mm512_reduce_add_ps(acc);
+        }
+    }
+}
+
+/// dst row (a, j, b) = Σᵢ mat[j][i] · src row (a, i, b), rows of `len`
+/// values: a < `outer`, b < `inner`, i over mat's columns and j over its
+/// rows; row number n of src starts at n·`ss`, of dst at n·`ds`.
+#[allow(clippy::too_many_arguments)]
+fn apply(
+    mat: &Sparse,
+    outer: usize,
+    inner: usize,
+    len: usize,
+    src: &[f32],
+    ss: usize,
+    dst: &mut [f32],
+    ds: usize,
+) {
+    let rows_in = outer * mat.cols * inner;
+    let rows_out = outer * mat.rows.len() * inner;
+    assert!(
+        src.len() >= (rows_in - 1) * ss + len && dst.len() >= (rows_out - 1) * ds + len,
+        "winograd transform: rows out of bounds"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if super::shifted::fast() {
+        // SAFETY: AVX-512F (and FMA, which it implies) is present; bounds
+        // were checked above and are checked again by the slices inside.
+        return unsafe { apply_avx512(mat, outer, inner, len, src, ss, dst, ds) };
+    }
+    apply_body::<false>(mat, outer, inner, len, src, ss, dst, ds)
+}
+
+/// `apply` with each output row's terms as pointers, four vectors of the
+/// row per pass over them (masked at the row's end).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn apply_avx512(
+    mat: &Sparse,
+    outer: usize,
+    inner: usize,
+    len: usize,
+    src: &[f32],
+    ss: usize,
+    dst: &mut [f32],
+    ds: usize,
+) {
+    use std::arch::x86_64::*;
+    let (nout, nin) = (mat.rows.len(), mat.cols);
+    let (sp, dp) = (src.as_ptr(), dst.as_mut_ptr());
+    let mut ptrs = [(sp, 0f32); ALPHA];
+    for a in 0..outer {
+        for (j, terms) in mat.rows.iter().enumerate() {
+            for b in 0..inner {
+                let out = dp.add(((a * nout + j) * inner + b) * ds);
+                let n = terms.len();
+                for (p, &(i, c)) in ptrs.iter_mut().zip(terms) {
+                    *p = (sp.add(((a * nin + i) * inner + b) * ss), c);
+                }
+                let mut t = 0;
+                while t + STEP <= len {
+                    let mut acc = [_mm512_setzero_ps(); 4];
+                    for &(p, c) in &ptrs[..n] {
+                        let c = _mm512_set1_ps(c);
+                        for (k, acc) in acc.iter_mut().enumerate() {
+                            *acc = _mm512_fmadd_ps(c, _mm512_loadu_ps(p.add(t + k * L)), *acc);
+                        }
+                    }
+                    for (k, acc) in acc.iter().enumerate() {
+                        _mm512_storeu_ps(out.add(t + k * L), *acc);
+                    }
+                    t += STEP;
+                }
+                while t < len {
+                    let mask: __mmask16 = if len - t >= L {
+                        !0
+                    } else {
+                        (1 << (len - t)) - 1
+                    };
+                    let mut acc = _mm512_setzero_ps();
+                    for &(p, c) in &ptrs[..n] {
+                        acc = _mm512_fmadd_ps(
+                            _mm512_set1_ps(c),
+                            _mm512_maskz_loadu_ps(mask, p.add(t)),
+                            acc,
+                        );
+                    }
+                    _mm512_mask_storeu_ps(out.add(t), mask, acc);
+                    t += L;
+                }
+            }
+        }
+    }
+}
+
+/// c·x + acc, fused where the caller runs with FMA.
+#[inline(always)]
+fn madd<const F: bool>(c: f32, x: f32, acc: f32) -> f32 {
+    if F {
+        c.mul_add(x, acc)
+    } else {
+        acc + c * x
+    }
+}
+
+/// Values per step of `apply`: four vectors per term.
+const STEP: usize = 4 * L;
+
+#[allow(clippy::too_many_arguments)]
+fn apply_body<const F: bool>(
+    mat: &Sparse,
+    outer: usize,
+    inner: usize,
+    len: usize,
+    src: &[f32],
+    ss: usize,
+    dst: &mut [f32],
+    ds: usize,
+) {
+    let (nout, nin) = (mat.rows.len(), mat.cols);
+    for a in 0..outer {
+        for (j, terms) in mat.rows.iter().enumerate() {
+            for b in 0..inner {
+                let out = &mut dst[((a * nout + j) * inner + b) * ds..][..len];
+                let row = |i: usize| &src[((a * nin + i) * inner + b) * ss..][..len];
+                let mut t = 0;
+                while t + STEP <= len {
+                    let mut acc = [0.0f32; STEP];
+                    for &(i, c) in terms {
+                        let s: &[f32; STEP] = row(i)[t..t + STEP].try_into().expect("STEP values");
+                        for l in 0..STEP {
+                            acc[l] = madd::<F>(c, s[l], acc[l]);
+                        }
+                    }
+                    out[t..t + STEP].copy_from_slice(&acc);
+                    t += STEP;
+                }
+                for (k, x) in out.iter_mut().enumerate().skip(t) {
+                    *x = terms
+                        .iter()
+                        .fold(0.0, |acc, &(i, c)| madd::<F>(c, row(i)[k], acc));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
