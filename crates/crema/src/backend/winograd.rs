@@ -278,7 +278,7 @@ impl Winograd {
     pub fn scratch_len(&self) -> usize {
         let tp = self.tp();
         let block = POINTS * (self.c + self.o + 1) * tp;
-        let lanes = L * (2 * self.in_len() + self.out_len());
+        let lanes = L * (2 * self.c * self.plane() + self.o * self.out_plane());
         (block + lanes).max((ALPHA + self.r) * self.r * self.oc())
     }
 
@@ -338,9 +338,9 @@ impl Winograd {
         let (v, rest) = buf.split_at_mut(POINTS * self.c * tp);
         let (mm, rest) = rest.split_at_mut(POINTS * self.o * tp);
         let (tmp, rest) = rest.split_at_mut(POINTS * tp);
-        let (xl, rest) = rest.split_at_mut(L * self.in_len());
-        let (dxl, rest) = rest.split_at_mut(L * self.in_len());
-        let yl = &mut rest[..L * self.out_len()];
+        let (xl, rest) = rest.split_at_mut(L * self.c * self.plane());
+        let (dxl, rest) = rest.split_at_mut(L * self.c * self.plane());
+        let yl = &mut rest[..L * self.o * self.out_plane()];
         Parts {
             v,
             mm,
@@ -398,11 +398,13 @@ impl Winograd {
         let Parts {
             v, mm, tmp, xl, yl, ..
         } = self.split(buf);
-        to_lanes(&input[..imgs * self.in_len()], imgs, self.in_len(), xl);
-        for s0 in (0..self.tiles_per_image()).step_by(self.block_tiles()) {
-            let tiles = self.block_tiles().min(self.tiles_per_image() - s0);
-            for g in 0..self.group {
-                self.input_points::<F>(g, s0, tiles, xl, v, tmp);
+        // A group at a time: its channels in lanes, its outputs back.
+        let (gi, go) = (c * self.plane(), o * self.out_plane());
+        for g in 0..self.group {
+            to_lanes(&input[g * gi..], imgs, self.in_len(), gi, xl);
+            for s0 in (0..self.tiles_per_image()).step_by(self.block_tiles()) {
+                let tiles = self.block_tiles().min(self.tiles_per_image() - s0);
+                self.input_points::<F>(s0, tiles, xl, v, tmp);
                 for p in 0..POINTS {
                     self.product(
                         &u[g * POINTS + p],
@@ -414,7 +416,7 @@ impl Winograd {
                 for oi in 0..o {
                     // Aᵀ along u over the rows, then along v on each tile.
                     apply(&self.at, 1, ALPHA, tp, &mm[oi * tp..], o * tp, tmp, tp);
-                    let yo = &mut yl[(g * o + oi) * self.out_plane() * L..][..self.out_plane() * L];
+                    let yo = &mut yl[oi * self.out_plane() * L..][..self.out_plane() * L];
                     for q in 0..tiles {
                         let (ty, tx) = ((s0 + q) / self.tw, (s0 + q) % self.tw);
                         #[cfg(target_arch = "x86_64")]
@@ -436,13 +438,8 @@ impl Winograd {
                     }
                 }
             }
+            from_lanes(yl, imgs, self.out_len(), go, &mut output[g * go..]);
         }
-        from_lanes(
-            yl,
-            imgs,
-            self.out_len(),
-            &mut output[..imgs * self.out_len()],
-        );
     }
 
     /// The input diff (when `ut`, `pack(.., true, ..)`, and `dx` are given;
@@ -507,20 +504,23 @@ impl Winograd {
             dxl,
             yl,
         } = self.split(buf);
-        to_lanes(&input[..imgs * self.in_len()], imgs, self.in_len(), xl);
-        to_lanes(&dy[..imgs * self.out_len()], imgs, self.out_len(), yl);
         let down = ut.is_some() && dx.is_some();
-        if down {
-            dxl.fill(0.0);
-        }
-        for s0 in (0..self.tiles_per_image()).step_by(self.block_tiles()) {
-            let tiles = self.block_tiles().min(self.tiles_per_image() - s0);
-            for g in 0..self.group {
-                self.input_points::<F>(g, s0, tiles, xl, v, tmp);
+        // A group at a time: its channels and output diffs in lanes, its
+        // input diff back.
+        let (gi, go) = (c * self.plane(), o * self.out_plane());
+        for g in 0..self.group {
+            to_lanes(&input[g * gi..], imgs, self.in_len(), gi, xl);
+            to_lanes(&dy[g * go..], imgs, self.out_len(), go, yl);
+            if down {
+                dxl.fill(0.0);
+            }
+            for s0 in (0..self.tiles_per_image()).step_by(self.block_tiles()) {
+                let tiles = self.block_tiles().min(self.tiles_per_image() - s0);
+                self.input_points::<F>(s0, tiles, xl, v, tmp);
                 for oi in 0..o {
                     // A along j on each tile, then along i over the rows:
                     // the adjoint of the output transform.
-                    let yo = &yl[(g * o + oi) * self.out_plane() * L..][..self.out_plane() * L];
+                    let yo = &yl[oi * self.out_plane() * L..][..self.out_plane() * L];
                     for q in 0..tiles {
                         let (ty, tx) = ((s0 + q) / self.tw, (s0 + q) % self.tw);
                         #[cfg(target_arch = "x86_64")]
@@ -577,7 +577,7 @@ impl Winograd {
                     // B along u' over the rows, then along v' on each tile:
                     // the adjoint of the input transform.
                     apply(&self.b, 1, ALPHA, tp, &v[ci * tp..], c * tp, tmp, tp);
-                    let xo = &mut dxl[(g * c + ci) * self.plane() * L..][..self.plane() * L];
+                    let xo = &mut dxl[ci * self.plane() * L..][..self.plane() * L];
                     for q in 0..tiles {
                         let (ty, tx) = ((s0 + q) / self.tw, (s0 + q) % self.tw);
                         #[cfg(target_arch = "x86_64")]
@@ -604,9 +604,9 @@ impl Winograd {
                     }
                 }
             }
-        }
-        if let (true, Some(dx)) = (down, dx.as_deref_mut()) {
-            from_lanes(dxl, imgs, self.in_len(), &mut dx[..imgs * self.in_len()]);
+            if let (true, Some(dx)) = (down, dx.as_deref_mut()) {
+                from_lanes(dxl, imgs, self.in_len(), gi, &mut dx[g * gi..]);
+            }
         }
     }
 
@@ -634,7 +634,6 @@ impl Winograd {
     #[inline(always)]
     fn input_points<const F: bool>(
         &self,
-        g: usize,
         s0: usize,
         tiles: usize,
         xl: &[f32],
@@ -643,7 +642,7 @@ impl Winograd {
     ) {
         let (tp, c, m) = (self.tp(), self.c, self.m);
         for ci in 0..c {
-            let xc = &xl[(g * c + ci) * self.plane() * L..][..self.plane() * L];
+            let xc = &xl[ci * self.plane() * L..][..self.plane() * L];
             for q in 0..tiles {
                 let (ty, tx) = ((s0 + q) / self.tw, (s0 + q) % self.tw);
                 #[cfg(target_arch = "x86_64")]
@@ -865,9 +864,9 @@ unsafe fn avx_step(
     y
 }
 
-/// dst[k][n] = src[n][k] for images n < `imgs` (`len` values each), 0 in the
-/// lanes past them.
-fn to_lanes(src: &[f32], imgs: usize, len: usize, dst: &mut [f32]) {
+/// dst[k][n] = src[n·stride + k] for k < `len` and images n < `imgs`, 0 in
+/// the lanes past them.
+fn to_lanes(src: &[f32], imgs: usize, stride: usize, len: usize, dst: &mut [f32]) {
     let dst = &mut dst[..len * L];
     #[cfg(target_arch = "x86_64")]
     if super::shifted::fast() {
@@ -876,7 +875,7 @@ fn to_lanes(src: &[f32], imgs: usize, len: usize, dst: &mut [f32]) {
         for k in (0..full).step_by(L) {
             let rows = std::array::from_fn(|n| {
                 if n < imgs {
-                    src[n * len + k..][..L].as_ptr()
+                    src[n * stride + k..][..L].as_ptr()
                 } else {
                     zeros.as_ptr()
                 }
@@ -884,22 +883,28 @@ fn to_lanes(src: &[f32], imgs: usize, len: usize, dst: &mut [f32]) {
             // SAFETY: AVX-512F is present; each row has L values, dst L rows of L.
             unsafe { transpose16_rows(rows, dst[k * L..][..L * L].as_mut_ptr(), L) };
         }
-        return scalar_to_lanes(src, imgs, len, full, dst);
+        return scalar_to_lanes(src, imgs, stride, full..len, dst);
     }
-    scalar_to_lanes(src, imgs, len, 0, dst)
+    scalar_to_lanes(src, imgs, stride, 0..len, dst)
 }
 
-fn scalar_to_lanes(src: &[f32], imgs: usize, len: usize, from: usize, dst: &mut [f32]) {
-    for k in from..len {
+fn scalar_to_lanes(
+    src: &[f32],
+    imgs: usize,
+    stride: usize,
+    ks: std::ops::Range<usize>,
+    dst: &mut [f32],
+) {
+    for k in ks {
         let d = &mut dst[k * L..][..L];
         for (n, x) in d.iter_mut().enumerate() {
-            *x = if n < imgs { src[n * len + k] } else { 0.0 };
+            *x = if n < imgs { src[n * stride + k] } else { 0.0 };
         }
     }
 }
 
-/// dst[n][k] = src[k][n] for images n < `imgs` (`len` values each).
-fn from_lanes(src: &[f32], imgs: usize, len: usize, dst: &mut [f32]) {
+/// dst[n·stride + k] = src[k][n] for k < `len` and images n < `imgs`.
+fn from_lanes(src: &[f32], imgs: usize, stride: usize, len: usize, dst: &mut [f32]) {
     let src = &src[..len * L];
     #[cfg(target_arch = "x86_64")]
     if super::shifted::fast() {
@@ -910,18 +915,24 @@ fn from_lanes(src: &[f32], imgs: usize, len: usize, dst: &mut [f32]) {
             // SAFETY: AVX-512F is present; each row has L values, block L rows of L.
             unsafe { transpose16_rows(rows, block.as_mut_ptr(), L) };
             for n in 0..imgs {
-                dst[n * len + k..][..L].copy_from_slice(&block[n * L..][..L]);
+                dst[n * stride + k..][..L].copy_from_slice(&block[n * L..][..L]);
             }
         }
-        return scalar_from_lanes(src, imgs, len, full, dst);
+        return scalar_from_lanes(src, imgs, stride, full..len, dst);
     }
-    scalar_from_lanes(src, imgs, len, 0, dst)
+    scalar_from_lanes(src, imgs, stride, 0..len, dst)
 }
 
-fn scalar_from_lanes(src: &[f32], imgs: usize, len: usize, from: usize, dst: &mut [f32]) {
+fn scalar_from_lanes(
+    src: &[f32],
+    imgs: usize,
+    stride: usize,
+    ks: std::ops::Range<usize>,
+    dst: &mut [f32],
+) {
     for n in 0..imgs {
-        for k in from..len {
-            dst[n * len + k] = src[k * L + n];
+        for k in ks.clone() {
+            dst[n * stride + k] = src[k * L + n];
         }
     }
 }
