@@ -125,4 +125,6 @@ if tutorials:
         walls.append(wall)
         print(f"   run {t + 1}: {wall:6.1f} s, final test accuracy {acc}, roof {before:.0f} before /"
               f" {after:.0f} after ({load()})", flush=True)
-    print(f"   {summary('s', walls)} (target 60 s): {'met' if min(walls) <= 60 else 'not met'}")
+    best, med = min(walls), statistics.median(walls)
+    verdict = "met" if med <= 60 else ("met on best runs only" if best <= 60 else "not met")
+    print(f"   {summary('s', walls)} (target 60 s): {verdict}")

@@ -279,6 +279,7 @@ impl Winograd {
         let tp = self.tp();
         let block = POINTS * (self.c + self.o + 1) * tp;
         let lanes = L * (2 * self.c * self.plane() + self.o * self.out_plane());
+        let block = block + tp * self.o.div_ceil(L) * L;
         (block + lanes).max((ALPHA + self.r) * self.r * self.oc())
     }
 
@@ -340,7 +341,8 @@ impl Winograd {
         let (tmp, rest) = rest.split_at_mut(POINTS * tp);
         let (xl, rest) = rest.split_at_mut(L * self.c * self.plane());
         let (dxl, rest) = rest.split_at_mut(L * self.c * self.plane());
-        let yl = &mut rest[..L * self.o * self.out_plane()];
+        let (yl, rest) = rest.split_at_mut(L * self.o * self.out_plane());
+        let dmt = &mut rest[..tp * self.o.div_ceil(L) * L];
         Parts {
             v,
             mm,
@@ -348,6 +350,7 @@ impl Winograd {
             xl,
             dxl,
             yl,
+            dmt,
         }
     }
 
@@ -503,6 +506,7 @@ impl Winograd {
             xl,
             dxl,
             yl,
+            dmt,
         } = self.split(buf);
         let down = ut.is_some() && dx.is_some();
         // A group at a time: its channels and output diffs in lanes, its
@@ -552,13 +556,14 @@ impl Winograd {
                     apply(&self.a, 1, ALPHA, tp, tmp, tp, &mut mm[oi * tp..], o * tp);
                 }
                 for p in 0..POINTS {
-                    dots(
+                    filter_diff(
                         &mm[p * o * tp..],
                         o,
                         &v[p * c * tp..],
                         c,
                         tp,
                         &mut du[(g * POINTS + p) * oc..][..oc],
+                        dmt,
                     );
                 }
                 let Some(ut) = ut.filter(|_| down) else {
@@ -619,10 +624,13 @@ impl Winograd {
             // Gᵀ along u', then along v'.
             apply(&self.gt, 1, ALPHA, oc, &du[g * POINTS * oc..], oc, half, oc);
             apply(&self.gt, r, 1, oc, half, oc, taps, oc);
+            // du holds input channel by input channel; the weights output
+            // channel by output channel.
             let wg = &mut wdiff[g * oc * r * r..][..oc * r * r];
             for (j, f) in wg.chunks_exact_mut(r * r).enumerate() {
+                let k = (j % self.c) * self.o + j / self.c;
                 for (t, x) in f.iter_mut().enumerate() {
-                    *x += taps[t * oc + j];
+                    *x += taps[t * oc + k];
                 }
             }
         }
@@ -799,6 +807,7 @@ struct Parts<'a> {
     xl: &'a mut [f32],
     dxl: &'a mut [f32],
     yl: &'a mut [f32],
+    dmt: &'a mut [f32],
 }
 
 /// Columns of a block: its tiles' lanes side by side.
@@ -937,97 +946,124 @@ fn scalar_from_lanes(
     }
 }
 
-/// out[i][j] += Σₜ a[i][t] · b[j][t]: rows of `tp` values, `ra` rows of a
-/// and `rb` of b, each `tp` apart; out is `ra × rb`.
-fn dots(a: &[f32], ra: usize, b: &[f32], rb: usize, tp: usize, out: &mut [f32]) {
+/// out[j][i] += Σₜ dm[i][t] · v[j][t]: the filter diff at one point, with
+/// `o` rows of dm and `c` of v, each `tp` apart; out is `c × o` (output
+/// channels fastest). `dmt` holds dm transposed (`tp × o` padded to whole
+/// vectors) on the way.
+fn filter_diff(
+    dm: &[f32],
+    o: usize,
+    v: &[f32],
+    c: usize,
+    tp: usize,
+    out: &mut [f32],
+    dmt: &mut [f32],
+) {
+    let opad = o.div_ceil(L) * L;
     assert!(
-        a.len() >= ra * tp && b.len() >= rb * tp && out.len() >= ra * rb && tp.is_multiple_of(L),
-        "winograd dots: operand shorter than {ra}x{rb}x{tp}"
+        dm.len() >= o * tp
+            && v.len() >= c * tp
+            && out.len() >= c * o
+            && dmt.len() >= tp * opad
+            && tp.is_multiple_of(L),
+        "winograd filter diff: operand shorter than {o}x{c}x{tp}"
     );
     #[cfg(target_arch = "x86_64")]
     if super::shifted::fast() {
         // SAFETY: AVX-512F is present; the lengths were checked above.
-        return unsafe { dots_avx512(a, ra, b, rb, tp, out) };
+        return unsafe { filter_diff_avx512(dm, o, v, c, tp, out, dmt) };
     }
-    for i in 0..ra {
-        for j in 0..rb {
-            let (x, y) = (&a[i * tp..][..tp], &b[j * tp..][..tp]);
-            out[i * rb + j] += x.iter().zip(y).map(|(x, y)| x * y).sum::<f32>();
+    for j in 0..c {
+        for i in 0..o {
+            let (x, y) = (&dm[i * tp..][..tp], &v[j * tp..][..tp]);
+            out[j * o + i] += x.iter().zip(y).map(|(x, y)| x * y).sum::<f32>();
         }
     }
 }
 
-/// `dots` in blocks of 4 × 4 rows: 16 accumulators, summed across their
-/// lanes together (four rounds of shuffles leave dot 4·i + j in lane
-/// 4·i + j when accumulator 4·j + i holds it).
+/// `filter_diff` as a product with dm transposed: each step over t
+/// broadcasts v's values of up to 6 rows and multiplies them into up to 4
+/// vectors of output channels (24 accumulators), no sums across lanes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn dots_avx512(a: &[f32], ra: usize, b: &[f32], rb: usize, tp: usize, out: &mut [f32]) {
-    use std::arch::x86_64::*;
-    let (ap, bp, op) = (a.as_ptr(), b.as_ptr(), out.as_mut_ptr());
-    let (bi, bj) = (ra / 4 * 4, rb / 4 * 4);
-    for i0 in (0..bi).step_by(4) {
-        for j0 in (0..bj).step_by(4) {
-            let mut acc = [_mm512_setzero_ps(); 16];
-            for t in (0..tp).step_by(L) {
-                let x: [__m512; 4] =
-                    std::array::from_fn(|i| _mm512_loadu_ps(ap.add((i0 + i) * tp + t)));
-                for j in 0..4 {
-                    let y = _mm512_loadu_ps(bp.add((j0 + j) * tp + t));
-                    for i in 0..4 {
-                        acc[4 * j + i] = _mm512_fmadd_ps(x[i], y, acc[4 * j + i]);
-                    }
+unsafe fn filter_diff_avx512(
+    dm: &[f32],
+    o: usize,
+    v: &[f32],
+    c: usize,
+    tp: usize,
+    out: &mut [f32],
+    dmt: &mut [f32],
+) {
+    let opad = o.div_ceil(L) * L;
+    let zeros = [0f32; L];
+    for o0 in (0..opad).step_by(L) {
+        for t0 in (0..tp).step_by(L) {
+            let rows = std::array::from_fn(|i| {
+                if o0 + i < o {
+                    dm.as_ptr().add((o0 + i) * tp + t0)
+                } else {
+                    zeros.as_ptr()
                 }
+            });
+            transpose16_rows(rows, dmt.as_mut_ptr().add(t0 * opad + o0), opad);
+        }
+    }
+    let (b, a, op) = (dmt.as_ptr(), v.as_ptr(), out.as_mut_ptr());
+    let mut o0 = 0;
+    while o0 < opad {
+        let wide = opad - o0 >= 4 * L;
+        let mut j0 = 0;
+        while j0 < c {
+            let tall = c - j0 >= 6;
+            match (tall, wide) {
+                (true, true) => filter_block::<6, 4>(a, b, op, tp, opad, o, j0, o0),
+                (true, false) => filter_block::<6, 1>(a, b, op, tp, opad, o, j0, o0),
+                (false, true) => filter_block::<1, 4>(a, b, op, tp, opad, o, j0, o0),
+                (false, false) => filter_block::<1, 1>(a, b, op, tp, opad, o, j0, o0),
             }
-            // 16 → 8: halves of 256 bits.
-            let h: [__m512; 8] = std::array::from_fn(|k| {
-                let (p, q) = (acc[2 * k], acc[2 * k + 1]);
-                _mm512_add_ps(
-                    _mm512_shuffle_f32x4::<0x44>(p, q),
-                    _mm512_shuffle_f32x4::<0xEE>(p, q),
-                )
-            });
-            // 8 → 4: quarters.
-            let f: [__m512; 4] = std::array::from_fn(|k| {
-                let (p, q) = (h[2 * k], h[2 * k + 1]);
-                _mm512_add_ps(
-                    _mm512_shuffle_f32x4::<0x88>(p, q),
-                    _mm512_shuffle_f32x4::<0xDD>(p, q),
-                )
-            });
-            // 4 → 2, 2 → 1: within 128-bit lanes.
-            let e: [__m512; 2] = std::array::from_fn(|k| {
-                let (p, q) = (f[2 * k], f[2 * k + 1]);
-                _mm512_add_ps(
-                    _mm512_shuffle_ps::<0x88>(p, q),
-                    _mm512_shuffle_ps::<0xDD>(p, q),
-                )
-            });
-            let sums = _mm512_add_ps(
-                _mm512_shuffle_ps::<0x88>(e[0], e[1]),
-                _mm512_shuffle_ps::<0xDD>(e[0], e[1]),
-            );
-            let mut s = [0f32; 16];
-            _mm512_storeu_ps(s.as_mut_ptr(), sums);
-            for i in 0..4 {
-                for j in 0..4 {
-                    *op.add((i0 + i) * rb + j0 + j) += s[4 * i + j];
-                }
+            j0 += if tall { 6 } else { 1 };
+        }
+        o0 += if wide { 4 * L } else { L };
+    }
+}
+
+/// Rows j0..j0+R of the output, its columns o0..o0+V·16 (those below `o`).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn filter_block<const R: usize, const V: usize>(
+    a: *const f32,
+    b: *const f32,
+    out: *mut f32,
+    tp: usize,
+    opad: usize,
+    o: usize,
+    j0: usize,
+    o0: usize,
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); V]; R];
+    for t in 0..tp {
+        let bv: [__m512; V] =
+            std::array::from_fn(|q| _mm512_loadu_ps(b.add(t * opad + o0 + q * L)));
+        for (i, acc) in acc.iter_mut().enumerate() {
+            let x = _mm512_set1_ps(*a.add((j0 + i) * tp + t));
+            for (acc, bv) in acc.iter_mut().zip(&bv) {
+                *acc = _mm512_fmadd_ps(x, *bv, *acc);
             }
         }
     }
-    // The rows past the whole blocks, one dot at a time.
-    for i in 0..ra {
-        for j in (0..rb).filter(|&j| i >= bi || j >= bj) {
-            let mut acc = _mm512_setzero_ps();
-            for t in (0..tp).step_by(L) {
-                acc = _mm512_fmadd_ps(
-                    _mm512_loadu_ps(ap.add(i * tp + t)),
-                    _mm512_loadu_ps(bp.add(j * tp + t)),
-                    acc,
-                );
-            }
-            *op.add(i * rb + j) += _mm512_reduce_add_ps(acc);
+    for (i, acc) in acc.iter().enumerate() {
+        for (q, acc) in acc.iter().enumerate() {
+            let col = o0 + q * L;
+            let mask: __mmask16 = if o - col >= L {
+                !0
+            } else {
+                (1 << (o - col)) - 1
+            };
+            let p = out.add((j0 + i) * o + col);
+            _mm512_mask_storeu_ps(p, mask, _mm512_add_ps(_mm512_maskz_loadu_ps(mask, p), *acc));
         }
     }
 }
