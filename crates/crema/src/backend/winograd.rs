@@ -38,6 +38,17 @@ const FINITE: [f64; ALPHA - 1] = [0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5];
 /// Lanes of one vector step of the transforms.
 const L: usize = 16;
 
+thread_local! {
+    /// Set by tests to run the portable paths on a CPU with AVX-512.
+    static PORTABLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the AVX-512 paths run: the CPU has them, and this thread's
+/// tests did not ask for the portable ones.
+fn fast() -> bool {
+    super::shifted::fast() && !PORTABLE.with(|p| p.get())
+}
+
 /// A transform matrix as the nonzero (column, coefficient) pairs of each row.
 #[derive(Clone, Debug)]
 struct Sparse {
@@ -366,7 +377,7 @@ impl Winograd {
         offs: &mut Vec<usize>,
     ) {
         #[cfg(target_arch = "x86_64")]
-        if super::shifted::fast() {
+        if fast() {
             // SAFETY: AVX-512F (and FMA) is present.
             return unsafe { self.forward_avx512(imgs, input, u, output, buf, offs) };
         }
@@ -461,7 +472,7 @@ impl Winograd {
         offs: &mut Vec<usize>,
     ) {
         #[cfg(target_arch = "x86_64")]
-        if super::shifted::fast() {
+        if fast() {
             // SAFETY: AVX-512F (and FMA) is present.
             return unsafe { self.backward_avx512(imgs, input, dy, ut, dx, du, buf, offs) };
         }
@@ -790,7 +801,7 @@ impl Winograd {
     /// apart (read past the last row by up to a GEMM tile: `b` runs on).
     fn product(&self, a: &PackedA, b: &[f32], out: &mut [f32], offs: &mut Vec<usize>) {
         let tp = self.tp();
-        if mmm_reads_rows() {
+        if mmm_reads_rows() && fast() {
             offs.clear();
             offs.extend((0..a.k()).map(|k| k * tp));
             sgemm_packed_rows(a, b, offs, tp, out, tp);
@@ -840,6 +851,7 @@ fn tile_step<const F: bool>(mat: &Dense, inp: &[[f32; L]; ALPHA]) -> [[f32; L]; 
 }
 
 #[inline(always)]
+#[allow(clippy::needless_range_loop)] // const bounds over the matrix and both arrays
 fn tile_fixed<const F: bool, const R: usize, const C: usize>(
     mat: &Dense,
     inp: &[[f32; L]; ALPHA],
@@ -878,7 +890,7 @@ unsafe fn avx_step(
 fn to_lanes(src: &[f32], imgs: usize, stride: usize, len: usize, dst: &mut [f32]) {
     let dst = &mut dst[..len * L];
     #[cfg(target_arch = "x86_64")]
-    if super::shifted::fast() {
+    if fast() {
         let zeros = [0f32; L];
         let full = len / L * L;
         for k in (0..full).step_by(L) {
@@ -916,7 +928,7 @@ fn scalar_to_lanes(
 fn from_lanes(src: &[f32], imgs: usize, stride: usize, len: usize, dst: &mut [f32]) {
     let src = &src[..len * L];
     #[cfg(target_arch = "x86_64")]
-    if super::shifted::fast() {
+    if fast() {
         let mut block = [0f32; L * L];
         let full = len / L * L;
         for k in (0..full).step_by(L) {
@@ -969,7 +981,7 @@ fn filter_diff(
         "winograd filter diff: operand shorter than {o}x{c}x{tp}"
     );
     #[cfg(target_arch = "x86_64")]
-    if super::shifted::fast() {
+    if fast() {
         // SAFETY: AVX-512F is present; the lengths were checked above.
         return unsafe { filter_diff_avx512(dm, o, v, c, tp, out, dmt) };
     }
@@ -1089,7 +1101,7 @@ fn apply(
         "winograd transform: rows out of bounds"
     );
     #[cfg(target_arch = "x86_64")]
-    if super::shifted::fast() {
+    if fast() {
         // SAFETY: AVX-512F (and FMA, which it implies) is present; bounds
         // were checked above and are checked again by the slices inside.
         return unsafe { apply_avx512(mat, outer, inner, len, src, ss, dst, ds) };

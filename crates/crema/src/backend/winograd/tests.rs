@@ -2,7 +2,7 @@
 //! on shapes with partial edge tiles, padding, groups and several images.
 use rand::{Rng, SeedableRng};
 
-use super::{matrices, Winograd, ALPHA};
+use super::{matrices, Winograd, ALPHA, PORTABLE};
 use crate::backend::im2col::ConvGeometry;
 use crate::backend::mmm::PackedA;
 
@@ -234,4 +234,42 @@ fn other_kernel_sides_match_the_direct_sums() {
             pad: (1, r / 2),
         });
     }
+}
+
+#[test]
+fn portable_paths_match_the_direct_sums() {
+    // The paths a CPU without AVX-512 takes (transform steps, lanes,
+    // filter diff, packed products), on this thread only.
+    PORTABLE.with(|p| p.set(true));
+    check(&Case {
+        imgs: 19,
+        c: 20,
+        o: 50,
+        group: 1,
+        h: 12,
+        w: 12,
+        r: 5,
+        pad: (0, 0),
+    });
+    check(&Case {
+        imgs: 3,
+        c: 6,
+        o: 10,
+        group: 2,
+        h: 13,
+        w: 11,
+        r: 5,
+        pad: (2, 1),
+    });
+    check(&Case {
+        imgs: 2,
+        c: 5,
+        o: 3,
+        group: 1,
+        h: 17,
+        w: 10,
+        r: 3,
+        pad: (1, 1),
+    });
+    PORTABLE.with(|p| p.set(false));
 }
