@@ -1027,14 +1027,21 @@ unsafe fn filter_diff_avx512(
         let wide = opad - o0 >= 4 * L;
         let mut j0 = 0;
         while j0 < c {
-            let tall = c - j0 >= 6;
-            match (tall, wide) {
-                (true, true) => filter_block::<6, 4>(a, b, op, tp, opad, o, j0, o0),
-                (true, false) => filter_block::<6, 1>(a, b, op, tp, opad, o, j0, o0),
-                (false, true) => filter_block::<1, 4>(a, b, op, tp, opad, o, j0, o0),
-                (false, false) => filter_block::<1, 1>(a, b, op, tp, opad, o, j0, o0),
+            // Rows 6, 2 or 1 at a time: LeNet's 20 is 6, 6, 6, 2.
+            let rows = match c - j0 {
+                6.. => 6,
+                2..=5 => 2,
+                _ => 1,
+            };
+            match (rows, wide) {
+                (6, true) => filter_block::<6, 4>(a, b, op, tp, opad, o, j0, o0),
+                (6, false) => filter_block::<6, 1>(a, b, op, tp, opad, o, j0, o0),
+                (2, true) => filter_block::<2, 4>(a, b, op, tp, opad, o, j0, o0),
+                (2, false) => filter_block::<2, 1>(a, b, op, tp, opad, o, j0, o0),
+                (_, true) => filter_block::<1, 4>(a, b, op, tp, opad, o, j0, o0),
+                (_, false) => filter_block::<1, 1>(a, b, op, tp, opad, o, j0, o0),
             }
-            j0 += if tall { 6 } else { 1 };
+            j0 += rows;
         }
         o0 += if wide { 4 * L } else { L };
     }
