@@ -868,17 +868,32 @@ fn tile_fixed<const F: bool, const R: usize, const C: usize>(
     out
 }
 
-/// y = mat · x on 8 vectors (the matrix padded to 8 × 8 with zeros).
+/// y = mat · x on 8 vectors (the matrix padded to 8 × 8 with zeros); the
+/// output tile's sides (4 of 8 rows of Aᵀ, 4 of 8 columns of A) skip the
+/// padding.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn avx_step(
     mat: &Dense,
     x: &[std::arch::x86_64::__m512; ALPHA],
 ) -> [std::arch::x86_64::__m512; ALPHA] {
+    match (mat.rows, mat.cols) {
+        (4, ALPHA) => avx_fixed::<4, ALPHA>(mat, x),
+        (ALPHA, 4) => avx_fixed::<ALPHA, 4>(mat, x),
+        _ => avx_fixed::<ALPHA, ALPHA>(mat, x),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn avx_fixed<const R: usize, const C: usize>(
+    mat: &Dense,
+    x: &[std::arch::x86_64::__m512; ALPHA],
+) -> [std::arch::x86_64::__m512; ALPHA] {
     use std::arch::x86_64::*;
     let mut y = [_mm512_setzero_ps(); ALPHA];
-    for (y, row) in y.iter_mut().zip(&mat.v) {
-        for (x, &c) in x.iter().zip(row) {
+    for (y, row) in y.iter_mut().zip(&mat.v).take(R) {
+        for (x, &c) in x.iter().zip(row).take(C) {
             *y = _mm512_fmadd_ps(_mm512_set1_ps(c), *x, *y);
         }
     }
