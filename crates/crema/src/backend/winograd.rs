@@ -5,16 +5,19 @@
 //! [O × C] with the tiles [C × T]; Aᵀ M A brings each point-wise sum back to
 //! an m×m output tile. For 5×5 kernels (m = 4) a channel pair costs 64
 //! multiplies per 16 outputs instead of 400. The backward passes are the
-//! exact adjoints: the output diff goes through A · A ᵀ into the points, the
+//! exact adjoints: the output diff goes through A · Aᵀ into the points, the
 //! products run with the filters transposed (input diff) or as sums over
 //! tiles (filter diff), and B · Bᵀ (resp. Gᵀ · G) bring them back.
 //!
-//! Layout, per chunk of images: T tiles (row-major within an image, images
-//! one after another), padded to `tp` columns, a multiple of the GEMM tile
-//! width; V[p][c][t] (the input's points), M[p][o][t] (the output's), so each
-//! point's product reads its C rows in place (`sgemm_packed_rows`). The
-//! transforms run along rows of `tp` values, tiles side by side in vector
-//! lanes.
+//! Layout: a chunk is 16 images, one per vector lane (a group's channels
+//! transposed into lanes and back with register transposes), so each step
+//! on a tile is one instruction for all 16 and the padding and edge tests
+//! are per tile. Its tiles go in blocks of 4: a block's columns are its
+//! tiles' lanes side by side (`tp`, a multiple of the GEMM tile width), and
+//! V[p][c][..] (the input's points) and M[p][o][..] (the output's) are rows
+//! of those columns, so each point's product reads its rows in place
+//! (`sgemm_packed_rows`). Each transform is one step per tile on vectors
+//! of lanes and one along the rows.
 //!
 //! The transform matrices come from the interpolation points
 //! 0, ±1, ±2, ±½ and ∞ (8 of them), built in f64: G is the Vandermonde matrix
@@ -245,6 +248,20 @@ impl Winograd {
         })
     }
 
+    /// Whether this is the plan `new` would make for the same arguments
+    /// (a net reshapes its layers before every forward).
+    pub fn is_for(&self, geom: &ConvGeometry, group: usize, out_channels: usize) -> bool {
+        geom.input.len() == 2
+            && geom.kernel == [self.r, self.r]
+            && geom.stride == [1, 1]
+            && geom.dilation == [1, 1]
+            && geom.input == [self.h, self.w]
+            && geom.pad == [self.pad_h, self.pad_w]
+            && group == self.group
+            && geom.channels == self.c * group
+            && out_channels == self.o * group
+    }
+
     /// Images per chunk: one per lane.
     pub fn chunk_images(&self) -> usize {
         L
@@ -288,9 +305,9 @@ impl Winograd {
     /// Scratch values `forward`, `backward` and `finish_weight_grad` need.
     pub fn scratch_len(&self) -> usize {
         let tp = self.tp();
-        let block = POINTS * (self.c + self.o + 1) * tp;
+        // V, M, the step between passes, and the filter diff's transpose.
+        let block = POINTS * (self.c + self.o + 1) * tp + tp * self.o.div_ceil(L) * L;
         let lanes = L * (2 * self.c * self.plane() + self.o * self.out_plane());
-        let block = block + tp * self.o.div_ceil(L) * L;
         (block + lanes).max((ALPHA + self.r) * self.r * self.oc())
     }
 

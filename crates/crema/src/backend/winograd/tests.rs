@@ -273,3 +273,27 @@ fn portable_paths_match_the_direct_sums() {
     });
     PORTABLE.with(|p| p.set(false));
 }
+
+#[test]
+fn a_plan_is_for_its_own_geometry_only() {
+    let case = Case {
+        imgs: 1,
+        c: 6,
+        o: 10,
+        group: 2,
+        h: 13,
+        w: 11,
+        r: 5,
+        pad: (2, 1),
+    };
+    let g = case.geom();
+    let wg = Winograd::new(&g, 2, 10).unwrap();
+    assert!(wg.is_for(&g, 2, 10));
+    assert!(!wg.is_for(&g, 1, 10) && !wg.is_for(&g, 2, 12));
+    let mut other = g.clone();
+    other.pad = vec![1, 2];
+    assert!(!wg.is_for(&other, 2, 10));
+    other = g.clone();
+    other.input = vec![11, 13];
+    assert!(!wg.is_for(&other, 2, 10));
+}

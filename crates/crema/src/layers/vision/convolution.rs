@@ -307,12 +307,14 @@ impl Layer for ConvolutionLayer {
         // with fewer than half of them would mostly multiply zeros
         // (AlexNet's conv2 at batch 1: 2.5 -> 23 ms).
         let per_run = self.num.div_ceil(runs);
-        let wino = if self.reverse || per_run < WINOGRAD_MIN_IMAGES {
-            None
-        } else {
-            self.gemm.winograd()
+        let (g, had) = (&self.gemm, self.wino.is_some());
+        let wino = match self.wino.take() {
+            _ if self.reverse || per_run < WINOGRAD_MIN_IMAGES => None,
+            // The same geometry as the last pass: its plan still holds.
+            Some(wg) if wg.is_for(&g.geom, g.group, g.out_channels) => Some(wg),
+            _ => g.winograd(),
         };
-        if wino.is_some() != self.wino.is_some() {
+        if wino.is_some() != had {
             // The packing held is the other path's.
             self.packed_of = None;
         }
