@@ -398,7 +398,7 @@ impl Winograd {
             // SAFETY: AVX-512F (and FMA) is present.
             return unsafe { self.forward_avx512(imgs, input, u, output, buf, offs) };
         }
-        self.forward_impl::<false>(imgs, input, u, output, buf, offs)
+        self.forward_impl::<[f32; L]>(imgs, input, u, output, buf, offs)
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -412,11 +412,11 @@ impl Winograd {
         buf: &mut [f32],
         offs: &mut Vec<usize>,
     ) {
-        self.forward_impl::<true>(imgs, input, u, output, buf, offs)
+        self.forward_impl::<std::arch::x86_64::__m512>(imgs, input, u, output, buf, offs)
     }
 
     #[inline(always)]
-    fn forward_impl<const F: bool>(
+    fn forward_impl<V: Lanes>(
         &self,
         imgs: usize,
         input: &[f32],
@@ -425,7 +425,7 @@ impl Winograd {
         buf: &mut [f32],
         offs: &mut Vec<usize>,
     ) {
-        let (tp, c, o, m) = (self.tp(), self.c, self.o, self.m);
+        let (tp, c, o) = (self.tp(), self.c, self.o);
         let Parts {
             v, mm, tmp, xl, yl, ..
         } = self.split(buf);
@@ -435,7 +435,7 @@ impl Winograd {
             to_lanes(&input[g * gi..], imgs, self.in_len(), gi, xl);
             for s0 in (0..self.tiles_per_image()).step_by(self.block_tiles()) {
                 let tiles = self.block_tiles().min(self.tiles_per_image() - s0);
-                self.input_points::<F>(s0, tiles, xl, v, tmp);
+                self.input_points::<V>(s0, tiles, xl, v, tmp);
                 for p in 0..POINTS {
                     self.product(
                         &u[g * POINTS + p],
@@ -450,22 +450,9 @@ impl Winograd {
                     let yo = &mut yl[oi * self.out_plane() * L..][..self.out_plane() * L];
                     for q in 0..tiles {
                         let (ty, tx) = ((s0 + q) / self.tw, (s0 + q) % self.tw);
-                        #[cfg(target_arch = "x86_64")]
-                        if F {
-                            // SAFETY: F is only set where AVX-512F is present.
-                            unsafe { self.tile_out_avx512(tmp, q, ty, tx, yo) };
-                            continue;
-                        }
-                        for i in (0..m).filter(|&i| ty * m + i < self.oh) {
-                            let row = lanes_at(tmp, i * ALPHA, tp, q);
-                            let out = tile_step::<F>(&self.at_d, &row);
-                            for (j, x) in out.iter().enumerate().take(m) {
-                                let ix = tx * m + j;
-                                if ix < self.ow {
-                                    yo[((ty * m + i) * self.ow + ix) * L..][..L].copy_from_slice(x);
-                                }
-                            }
-                        }
+                        // SAFETY: V's instructions are there (`*_avx512` alone takes
+                        // __m512); the tile step asserts its bounds.
+                        unsafe { self.tile_out::<V>(tmp, q, ty, tx, yo) };
                     }
                 }
             }
@@ -493,7 +480,7 @@ impl Winograd {
             // SAFETY: AVX-512F (and FMA) is present.
             return unsafe { self.backward_avx512(imgs, input, dy, ut, dx, du, buf, offs) };
         }
-        self.backward_impl::<false>(imgs, input, dy, ut, dx, du, buf, offs)
+        self.backward_impl::<[f32; L]>(imgs, input, dy, ut, dx, du, buf, offs)
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -510,12 +497,12 @@ impl Winograd {
         buf: &mut [f32],
         offs: &mut Vec<usize>,
     ) {
-        self.backward_impl::<true>(imgs, input, dy, ut, dx, du, buf, offs)
+        self.backward_impl::<std::arch::x86_64::__m512>(imgs, input, dy, ut, dx, du, buf, offs)
     }
 
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn backward_impl<const F: bool>(
+    fn backward_impl<V: Lanes>(
         &self,
         imgs: usize,
         input: &[f32],
@@ -548,35 +535,16 @@ impl Winograd {
             }
             for s0 in (0..self.tiles_per_image()).step_by(self.block_tiles()) {
                 let tiles = self.block_tiles().min(self.tiles_per_image() - s0);
-                self.input_points::<F>(s0, tiles, xl, v, tmp);
+                self.input_points::<V>(s0, tiles, xl, v, tmp);
                 for oi in 0..o {
                     // A along j on each tile, then along i over the rows:
                     // the adjoint of the output transform.
                     let yo = &yl[oi * self.out_plane() * L..][..self.out_plane() * L];
                     for q in 0..tiles {
                         let (ty, tx) = ((s0 + q) / self.tw, (s0 + q) % self.tw);
-                        #[cfg(target_arch = "x86_64")]
-                        if F {
-                            // SAFETY: F is only set where AVX-512F is present.
-                            unsafe { self.tile_dy_avx512(yo, ty, tx, tmp, q) };
-                            continue;
-                        }
-                        for i in 0..m {
-                            let mut e = [[0.0; L]; ALPHA];
-                            if ty * m + i < self.oh {
-                                for (j, x) in e.iter_mut().enumerate().take(m) {
-                                    if tx * m + j < self.ow {
-                                        x.copy_from_slice(
-                                            &yo[((ty * m + i) * self.ow + tx * m + j) * L..][..L],
-                                        );
-                                    }
-                                }
-                            }
-                            let out = tile_step::<F>(&self.a_d, &e);
-                            for (vv, x) in out.iter().enumerate() {
-                                tmp[(i * ALPHA + vv) * tp + q * L..][..L].copy_from_slice(x);
-                            }
-                        }
+                        // SAFETY: V's instructions are there (`*_avx512` alone takes
+                        // __m512); the tile step asserts its bounds.
+                        unsafe { self.tile_dy::<V>(yo, ty, tx, tmp, q) };
                     }
                     for row in tmp[..m * ALPHA * tp].chunks_exact_mut(tp) {
                         row[tiles * L..].fill(0.0);
@@ -613,27 +581,9 @@ impl Winograd {
                     let xo = &mut dxl[ci * self.plane() * L..][..self.plane() * L];
                     for q in 0..tiles {
                         let (ty, tx) = ((s0 + q) / self.tw, (s0 + q) % self.tw);
-                        #[cfg(target_arch = "x86_64")]
-                        if F {
-                            // SAFETY: F is only set where AVX-512F is present.
-                            unsafe { self.tile_dx_avx512(tmp, q, ty, tx, xo) };
-                            continue;
-                        }
-                        for uu in 0..ALPHA {
-                            let y = (ty * m + uu).wrapping_sub(self.pad_h);
-                            if y >= self.h {
-                                continue;
-                            }
-                            let row = lanes_at(tmp, uu * ALPHA, tp, q);
-                            let out = tile_step::<F>(&self.b_d, &row);
-                            for (vv, x) in out.iter().enumerate() {
-                                let ix = (tx * m + vv).wrapping_sub(self.pad_w);
-                                if ix < self.w {
-                                    let d = &mut xo[(y * self.w + ix) * L..][..L];
-                                    d.iter_mut().zip(x).for_each(|(d, x)| *d += x);
-                                }
-                            }
-                        }
+                        // SAFETY: V's instructions are there (`*_avx512` alone takes
+                        // __m512); the tile step asserts its bounds.
+                        unsafe { self.tile_dx::<V>(tmp, q, ty, tx, xo) };
                     }
                 }
             }
@@ -668,7 +618,7 @@ impl Winograd {
     /// Bᵀ along u on each tile's window (0 in the padding), then along v
     /// over the rows; columns past the block's tiles are 0.
     #[inline(always)]
-    fn input_points<const F: bool>(
+    fn input_points<V: Lanes>(
         &self,
         s0: usize,
         tiles: usize,
@@ -676,33 +626,14 @@ impl Winograd {
         v: &mut [f32],
         tmp: &mut [f32],
     ) {
-        let (tp, c, m) = (self.tp(), self.c, self.m);
+        let (tp, c) = (self.tp(), self.c);
         for ci in 0..c {
             let xc = &xl[ci * self.plane() * L..][..self.plane() * L];
             for q in 0..tiles {
                 let (ty, tx) = ((s0 + q) / self.tw, (s0 + q) % self.tw);
-                #[cfg(target_arch = "x86_64")]
-                if F {
-                    // SAFETY: F is only set where AVX-512F is present.
-                    unsafe { self.tile_in_avx512(xc, ty, tx, tmp, q) };
-                    continue;
-                }
-                for vv in 0..ALPHA {
-                    let ix = (tx * m + vv).wrapping_sub(self.pad_w);
-                    let mut col = [[0.0; L]; ALPHA];
-                    if ix < self.w {
-                        for (uu, x) in col.iter_mut().enumerate() {
-                            let y = (ty * m + uu).wrapping_sub(self.pad_h);
-                            if y < self.h {
-                                x.copy_from_slice(&xc[(y * self.w + ix) * L..][..L]);
-                            }
-                        }
-                    }
-                    let out = tile_step::<F>(&self.bt_d, &col);
-                    for (uu, x) in out.iter().enumerate() {
-                        tmp[(uu * ALPHA + vv) * tp + q * L..][..L].copy_from_slice(x);
-                    }
-                }
+                // SAFETY: V's instructions are there (`*_avx512` alone takes
+                // __m512); the tile step asserts its bounds.
+                unsafe { self.tile_in::<V>(xc, ty, tx, tmp, q) };
             }
             for row in tmp.chunks_exact_mut(tp) {
                 row[tiles * L..].fill(0.0);
@@ -714,48 +645,57 @@ impl Winograd {
     /// `input_points`' step on tile q at (ty, tx) of channel plane `xc`
     /// (lanes): Bᵀ along u on each of its 8 columns, into `tmp`'s rows
     /// (u', v).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn tile_in_avx512(&self, xc: &[f32], ty: usize, tx: usize, tmp: &mut [f32], q: usize) {
-        use std::arch::x86_64::*;
+    #[inline(always)]
+    unsafe fn tile_in<V: Lanes>(
+        &self,
+        xc: &[f32],
+        ty: usize,
+        tx: usize,
+        tmp: &mut [f32],
+        q: usize,
+    ) {
         let (tp, m, w) = (self.tp(), self.m, self.w);
         assert!(xc.len() >= self.plane() * L && tmp.len() >= POINTS * tp && (q + 1) * L <= tp);
         let (xp, tp_) = (xc.as_ptr(), tmp.as_mut_ptr().add(q * L));
         for vv in 0..ALPHA {
             let ix = (tx * m + vv).wrapping_sub(self.pad_w);
-            let mut x = [_mm512_setzero_ps(); ALPHA];
+            let mut x = [V::zero(); ALPHA];
             if ix < w {
                 for (uu, x) in x.iter_mut().enumerate() {
                     let y = (ty * m + uu).wrapping_sub(self.pad_h);
                     if y < self.h {
-                        *x = _mm512_loadu_ps(xp.add((y * w + ix) * L));
+                        *x = V::load(xp.add((y * w + ix) * L));
                     }
                 }
             }
-            let out = avx_step(&self.bt_d, &x);
+            let out = step(&self.bt_d, &x);
             for (uu, o) in out.iter().enumerate() {
-                _mm512_storeu_ps(tp_.add((uu * ALPHA + vv) * tp), *o);
+                o.store(tp_.add((uu * ALPHA + vv) * tp));
             }
         }
     }
 
     /// The forward's last step on tile q at (ty, tx): Aᵀ along v of `tmp`'s
     /// rows (i, v), each output inside the plane `yo` (lanes) written.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn tile_out_avx512(&self, tmp: &[f32], q: usize, ty: usize, tx: usize, yo: &mut [f32]) {
-        use std::arch::x86_64::*;
+    #[inline(always)]
+    unsafe fn tile_out<V: Lanes>(
+        &self,
+        tmp: &[f32],
+        q: usize,
+        ty: usize,
+        tx: usize,
+        yo: &mut [f32],
+    ) {
         let (tp, m, ow) = (self.tp(), self.m, self.ow);
         assert!(yo.len() >= self.out_plane() * L && tmp.len() >= POINTS * tp && (q + 1) * L <= tp);
         let (src, yp) = (tmp.as_ptr().add(q * L), yo.as_mut_ptr());
         for i in (0..m).take_while(|&i| ty * m + i < self.oh) {
-            let x: [__m512; ALPHA] =
-                std::array::from_fn(|v| _mm512_loadu_ps(src.add((i * ALPHA + v) * tp)));
-            let out = avx_step(&self.at_d, &x);
+            let x: [V; ALPHA] = std::array::from_fn(|v| V::load(src.add((i * ALPHA + v) * tp)));
+            let out = step(&self.at_d, &x);
             for (j, o) in out.iter().enumerate().take(m) {
                 let ix = tx * m + j;
                 if ix < ow {
-                    _mm512_storeu_ps(yp.add(((ty * m + i) * ow + ix) * L), *o);
+                    o.store(yp.add(((ty * m + i) * ow + ix) * L));
                 }
             }
         }
@@ -763,25 +703,30 @@ impl Winograd {
 
     /// The backward's first step on tile q at (ty, tx) of output-diff plane
     /// `yo` (lanes, 0 past the edge): A along j, into `tmp`'s rows (i, v).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn tile_dy_avx512(&self, yo: &[f32], ty: usize, tx: usize, tmp: &mut [f32], q: usize) {
-        use std::arch::x86_64::*;
+    #[inline(always)]
+    unsafe fn tile_dy<V: Lanes>(
+        &self,
+        yo: &[f32],
+        ty: usize,
+        tx: usize,
+        tmp: &mut [f32],
+        q: usize,
+    ) {
         let (tp, m, ow) = (self.tp(), self.m, self.ow);
         assert!(yo.len() >= self.out_plane() * L && tmp.len() >= POINTS * tp && (q + 1) * L <= tp);
         let (yp, dst) = (yo.as_ptr(), tmp.as_mut_ptr().add(q * L));
         for i in 0..m {
-            let mut x = [_mm512_setzero_ps(); ALPHA];
+            let mut x = [V::zero(); ALPHA];
             if ty * m + i < self.oh {
                 for (j, x) in x.iter_mut().enumerate().take(m) {
                     if tx * m + j < ow {
-                        *x = _mm512_loadu_ps(yp.add(((ty * m + i) * ow + tx * m + j) * L));
+                        *x = V::load(yp.add(((ty * m + i) * ow + tx * m + j) * L));
                     }
                 }
             }
-            let out = avx_step(&self.a_d, &x);
+            let out = step(&self.a_d, &x);
             for (v, o) in out.iter().enumerate() {
-                _mm512_storeu_ps(dst.add((i * ALPHA + v) * tp), *o);
+                o.store(dst.add((i * ALPHA + v) * tp));
             }
         }
     }
@@ -789,10 +734,15 @@ impl Winograd {
     /// The input diff's last step on tile q at (ty, tx): B along v' of
     /// `tmp`'s rows (u, v'), added onto the window's positions inside the
     /// plane `xo` (lanes).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn tile_dx_avx512(&self, tmp: &[f32], q: usize, ty: usize, tx: usize, xo: &mut [f32]) {
-        use std::arch::x86_64::*;
+    #[inline(always)]
+    unsafe fn tile_dx<V: Lanes>(
+        &self,
+        tmp: &[f32],
+        q: usize,
+        ty: usize,
+        tx: usize,
+        xo: &mut [f32],
+    ) {
         let (tp, m, w) = (self.tp(), self.m, self.w);
         assert!(xo.len() >= self.plane() * L && tmp.len() >= POINTS * tp && (q + 1) * L <= tp);
         let (src, xp) = (tmp.as_ptr().add(q * L), xo.as_mut_ptr());
@@ -801,14 +751,13 @@ impl Winograd {
             if y >= self.h {
                 continue;
             }
-            let x: [__m512; ALPHA] =
-                std::array::from_fn(|v| _mm512_loadu_ps(src.add((uu * ALPHA + v) * tp)));
-            let out = avx_step(&self.b_d, &x);
+            let x: [V; ALPHA] = std::array::from_fn(|v| V::load(src.add((uu * ALPHA + v) * tp)));
+            let out = step(&self.b_d, &x);
             for (vv, o) in out.iter().enumerate() {
                 let ix = (tx * m + vv).wrapping_sub(self.pad_w);
                 if ix < w {
                     let p = xp.add((y * w + ix) * L);
-                    _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), *o));
+                    V::load(p).add(*o).store(p);
                 }
             }
         }
@@ -841,77 +790,95 @@ struct Parts<'a> {
 /// Columns of a block: its tiles' lanes side by side.
 const BLOCK_COLUMNS: usize = 64;
 
-/// The 8 vectors of lanes of tile `q` in rows `first..first + 8` of `tmp`.
-#[inline(always)]
-fn lanes_at(tmp: &[f32], first: usize, tp: usize, q: usize) -> [[f32; L]; ALPHA] {
-    std::array::from_fn(|k| {
-        tmp[(first + k) * tp + q * L..][..L]
-            .try_into()
-            .expect("L values")
-    })
+/// One vector of the 16 lanes (images) the tile steps work on: an AVX-512
+/// register, or an array on CPUs without one.
+trait Lanes: Copy {
+    /// # Safety
+    /// The CPU has the vector's instructions (as for every method here).
+    unsafe fn zero() -> Self;
+    /// # Safety
+    /// `p` holds 16 readable values.
+    unsafe fn load(p: *const f32) -> Self;
+    /// # Safety
+    /// `p` holds 16 writable values.
+    unsafe fn store(self, p: *mut f32);
+    /// c·x + acc (fused on AVX-512).
+    unsafe fn madd(c: f32, x: Self, acc: Self) -> Self;
+    unsafe fn add(self, other: Self) -> Self;
 }
 
-/// out[j] = Σᵢ mat[j][i] · inp[i] on vectors of lanes; the sides the
-/// matrix has are dispatched to fixed loop bounds, so the 16 vectors stay
-/// in registers.
-#[inline(always)]
-fn tile_step<const F: bool>(mat: &Dense, inp: &[[f32; L]; ALPHA]) -> [[f32; L]; ALPHA] {
-    match (mat.rows, mat.cols) {
-        (ALPHA, ALPHA) => tile_fixed::<F, ALPHA, ALPHA>(mat, inp),
-        (4, ALPHA) => tile_fixed::<F, 4, ALPHA>(mat, inp),
-        (ALPHA, 4) => tile_fixed::<F, ALPHA, 4>(mat, inp),
-        (6, ALPHA) => tile_fixed::<F, 6, ALPHA>(mat, inp),
-        (ALPHA, 6) => tile_fixed::<F, ALPHA, 6>(mat, inp),
-        // Other sides: the zero rows and columns make up the rest.
-        _ => tile_fixed::<F, ALPHA, ALPHA>(mat, inp),
+impl Lanes for [f32; L] {
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        [0.0; L]
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        p.cast::<[f32; L]>().read_unaligned()
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        p.cast::<[f32; L]>().write_unaligned(self)
+    }
+    #[inline(always)]
+    unsafe fn madd(c: f32, x: Self, acc: Self) -> Self {
+        std::array::from_fn(|l| madd::<false>(c, x[l], acc[l]))
+    }
+    #[inline(always)]
+    unsafe fn add(self, other: Self) -> Self {
+        std::array::from_fn(|l| self[l] + other[l])
     }
 }
 
-#[inline(always)]
-#[allow(clippy::needless_range_loop)] // const bounds over the matrix and both arrays
-fn tile_fixed<const F: bool, const R: usize, const C: usize>(
-    mat: &Dense,
-    inp: &[[f32; L]; ALPHA],
-) -> [[f32; L]; ALPHA] {
-    let mut out = [[0.0; L]; ALPHA];
-    for j in 0..R {
-        for i in 0..C {
-            let c = mat.v[j][i];
-            for l in 0..L {
-                out[j][l] = madd::<F>(c, inp[i][l], out[j][l]);
-            }
-        }
+#[cfg(target_arch = "x86_64")]
+impl Lanes for std::arch::x86_64::__m512 {
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        std::arch::x86_64::_mm512_setzero_ps()
     }
-    out
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        std::arch::x86_64::_mm512_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        std::arch::x86_64::_mm512_storeu_ps(p, self)
+    }
+    #[inline(always)]
+    unsafe fn madd(c: f32, x: Self, acc: Self) -> Self {
+        use std::arch::x86_64::*;
+        _mm512_fmadd_ps(_mm512_set1_ps(c), x, acc)
+    }
+    #[inline(always)]
+    unsafe fn add(self, other: Self) -> Self {
+        std::arch::x86_64::_mm512_add_ps(self, other)
+    }
 }
 
 /// y = mat · x on 8 vectors (the matrix padded to 8 × 8 with zeros); the
 /// output tile's sides (4 of 8 rows of Aᵀ, 4 of 8 columns of A) skip the
-/// padding.
-#[cfg(target_arch = "x86_64")]
+/// padding, and fixed loop bounds keep the vectors in registers.
+///
+/// # Safety
+/// As `Lanes`.
 #[inline(always)]
-unsafe fn avx_step(
-    mat: &Dense,
-    x: &[std::arch::x86_64::__m512; ALPHA],
-) -> [std::arch::x86_64::__m512; ALPHA] {
+unsafe fn step<V: Lanes>(mat: &Dense, x: &[V; ALPHA]) -> [V; ALPHA] {
     match (mat.rows, mat.cols) {
-        (4, ALPHA) => avx_fixed::<4, ALPHA>(mat, x),
-        (ALPHA, 4) => avx_fixed::<ALPHA, 4>(mat, x),
-        _ => avx_fixed::<ALPHA, ALPHA>(mat, x),
+        (4, ALPHA) => step_fixed::<V, 4, ALPHA>(mat, x),
+        (ALPHA, 4) => step_fixed::<V, ALPHA, 4>(mat, x),
+        _ => step_fixed::<V, ALPHA, ALPHA>(mat, x),
     }
 }
 
-#[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn avx_fixed<const R: usize, const C: usize>(
+unsafe fn step_fixed<V: Lanes, const R: usize, const C: usize>(
     mat: &Dense,
-    x: &[std::arch::x86_64::__m512; ALPHA],
-) -> [std::arch::x86_64::__m512; ALPHA] {
-    use std::arch::x86_64::*;
-    let mut y = [_mm512_setzero_ps(); ALPHA];
+    x: &[V; ALPHA],
+) -> [V; ALPHA] {
+    let mut y = [V::zero(); ALPHA];
     for (y, row) in y.iter_mut().zip(&mat.v).take(R) {
         for (x, &c) in x.iter().zip(row).take(C) {
-            *y = _mm512_fmadd_ps(_mm512_set1_ps(c), *x, *y);
+            *y = V::madd(c, *x, *y);
         }
     }
     y
